@@ -1,0 +1,40 @@
+# Builds the C core and the C-level tests without Python.  pip builds the
+# same sources through setup.py; this Makefile is for embedders, C tests
+# and sanitizer runs:  make  |  make check  |  make SAN=address,undefined
+CC ?= cc
+BUILD ?= build/c
+SAN ?=
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -fPIC \
+	-fvisibility=hidden -Iinclude
+ifneq ($(SAN),)
+CFLAGS_BASE += -fsanitize=$(SAN) -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -O1
+LDFLAGS_SAN = -fsanitize=$(SAN)
+endif
+
+LIB_SRCS = $(wildcard csrc/*.c)
+LIB_OBJS = $(LIB_SRCS:csrc/%.c=$(BUILD)/obj/%.o)
+LIB = $(BUILD)/libsmtpstate.so
+CTEST_SRCS = $(wildcard tests/c/test_*.c)
+CTESTS = $(CTEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check clean
+all: $(LIB) $(CTESTS)
+
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard include/*.h csrc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -DSMTPSTATE_BUILDING_LIBRARY -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	$(CC) -shared $(LDFLAGS_SAN) -o $@ $^ -lpthread -ldl
+
+$(BUILD)/tests/%: tests/c/%.c $(LIB) tests/c/ctest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Itests/c $< -o $@ $(LDFLAGS_SAN) \
+		-L$(BUILD) -lsmtpstate -Wl,-rpath,'$$ORIGIN/..' -lpthread
+
+check: all
+	@set -e; for t in $(CTESTS); do echo "== $$t"; $$t; done
+
+clean:
+	rm -rf $(BUILD)
