@@ -17,9 +17,12 @@ LIB_OBJS = $(LIB_SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 LIB = $(BUILD)/libsmtpstate.so
 CTEST_SRCS = $(wildcard tests/c/test_*.c)
 CTESTS = $(CTEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
+# unit_*.c test internal (hidden) functions, so they link the objects.
+UNIT_SRCS = $(wildcard tests/c/unit_*.c)
+UNITS = $(UNIT_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 
 .PHONY: all check clean
-all: $(LIB) $(CTESTS)
+all: $(LIB) $(CTESTS) $(UNITS)
 
 $(BUILD)/obj/%.o: csrc/%.c $(wildcard include/*.h csrc/*.h)
 	@mkdir -p $(dir $@)
@@ -33,8 +36,13 @@ $(BUILD)/tests/%: tests/c/%.c $(LIB) tests/c/ctest.h
 	$(CC) $(CFLAGS_BASE) -Itests/c $< -o $@ $(LDFLAGS_SAN) \
 		-L$(BUILD) -lsmtpstate -Wl,-rpath,'$$ORIGIN/..' -lpthread
 
+$(BUILD)/tests/unit_%: tests/c/unit_%.c $(LIB_OBJS) tests/c/ctest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Icsrc -Itests/c $< $(LIB_OBJS) -o $@ \
+		$(LDFLAGS_SAN) -lpthread -ldl
+
 check: all
-	@set -e; for t in $(CTESTS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(CTESTS) $(UNITS); do echo "== $$t"; $$t; done
 
 clean:
 	rm -rf $(BUILD)

@@ -1,7 +1,8 @@
 """The C-level test programs, built with the Makefile and run without Python.
 
 Each program links the library built from csrc/ by make (not the Python
-package's copy), registers states from C and prints "N passed, N failed".
+package's copy); unit_*.c programs link its objects to reach internal
+functions.  Each prints "N passed, N failed".
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD = pathlib.Path(os.environ.get("SMTPSTATE_C_BUILD", ROOT / "build" / "c"))
-PROGRAMS = sorted(p.stem for p in (ROOT / "tests" / "c").glob("test_*.c"))
+PROGRAMS = sorted(
+    p.stem
+    for pattern in ("test_*.c", "unit_*.c")
+    for p in (ROOT / "tests" / "c").glob(pattern)
+)
 
 
 @pytest.fixture(scope="session")
