@@ -94,6 +94,22 @@ extern "C" {
 #define SMTP_BOUNCE_UNSUBSCRIBE 90
 #define SMTP_BOUNCE_CHALLENGE_RESPONSE 100
 
+/* Capabilities offered in the EHLO reply (conn->capabilities). */
+#define SMTP_CAP_PIPELINING 0x1
+#define SMTP_CAP_8BITMIME 0x2
+#define SMTP_CAP_SMTPUTF8 0x4
+#define SMTP_CAP_SIZE 0x8
+#define SMTP_CAP_STARTTLS 0x10
+#define SMTP_CAP_ENHANCEDSTATUSCODES 0x20
+#define SMTP_CAP_CHUNKING 0x40
+#define SMTP_CAP_DSN 0x80
+#define SMTP_CAP_XCLIENT 0x100
+#define SMTP_CAP_AUTH 0x200          /* AUTH offered, any mechanism */
+#define SMTP_CAP_AUTH_PLAIN 0x400
+#define SMTP_CAP_AUTH_LOGIN 0x800
+#define SMTP_CAP_AUTH_CRAM_MD5 0x1000
+#define SMTP_CAP_AUTH_XOAUTH2 0x2000
+
 /*
  * Error codes, one list.  -1000..-1099: the transport or the protocol
  * failed.  -1100..-1199: the caller's request was refused.  A reply the
@@ -187,6 +203,15 @@ SMTP_API const char *smtp_error_name(int code);
 
 /* A short description of an SMTP_E* code; never NULL. */
 SMTP_API const char *smtp_strerror(int code);
+
+/*
+ * Parses the EHLO reply in dc->last_reply into conn->capabilities
+ * (SMTP_CAP_* bits) and conn->max_size (the SIZE value, 0 when absent
+ * or unparsable).  Keywords match case-insensitively; unknown ones are
+ * ignored.  Any thread.
+ */
+SMTP_API void smtp_parse_capabilities(delivery_construct *dc,
+                                      connection *conn);
 
 /* The text of a stage code ("during MAIL FROM"); "in unknown state" for
  * codes outside the table.  Any thread. */
