@@ -21,8 +21,11 @@ CTESTS = $(CTEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 UNIT_SRCS = $(wildcard tests/c/unit_*.c)
 UNITS = $(UNIT_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 
+EXAMPLE_SRCS = $(wildcard examples/*.c)
+EXAMPLES = $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/%)
+
 .PHONY: all check clean
-all: $(LIB) $(CTESTS) $(UNITS)
+all: $(LIB) $(CTESTS) $(UNITS) $(EXAMPLES)
 
 $(BUILD)/obj/%.o: csrc/%.c $(wildcard include/*.h csrc/*.h)
 	@mkdir -p $(dir $@)
@@ -35,6 +38,10 @@ $(BUILD)/tests/%: tests/c/%.c $(LIB) tests/c/ctest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Itests/c $< -o $@ $(LDFLAGS_SAN) \
 		-L$(BUILD) -lsmtpstate -Wl,-rpath,'$$ORIGIN/..' -lpthread
+
+$(BUILD)/%: examples/%.c $(LIB)
+	$(CC) $(CFLAGS_BASE) $< -o $@ $(LDFLAGS_SAN) -L$(BUILD) -lsmtpstate \
+		-Wl,-rpath,'$$ORIGIN'
 
 $(BUILD)/tests/unit_%: tests/c/unit_%.c $(LIB_OBJS) tests/c/ctest.h
 	@mkdir -p $(dir $@)

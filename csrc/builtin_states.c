@@ -9,40 +9,69 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "client_states.h"
 #include "state_table.h"
 
 struct builtin {
     int id;
     const char *name;
-    int link_after; /* -1 first, SMTP__UNLINKED, or the previous id */
+    int link_after;  /* -1 first, SMTP__UNLINKED, or the previous id */
     int stage;
+    int timeout;     /* SMTP_TIMEOUT_* on entering the state */
+    SMTPStateSetup setup;
+    SMTPStateCallback callback;
+    SMTPStateFree free;
 };
 
+#define STATE(name) smtp__##name##_setup, smtp__##name##_callback
+
 static const struct builtin builtins[] = {
-    {SMTP_STATE_BANNER, "banner", -1, SMTP_STAGE_BANNER},
-    {SMTP_STATE_EHLO, "ehlo", SMTP_STATE_BANNER, SMTP_STAGE_EHLO},
-    {SMTP_STATE_STARTTLS, "starttls", SMTP_STATE_EHLO,
-     SMTP_STAGE_STARTTLS},
-    {SMTP_STATE_AUTH, "auth", SMTP_STATE_STARTTLS, SMTP_STAGE_AFTER_EHLO},
-    {SMTP_STATE_XCLIENT, "xclient", SMTP_STATE_AUTH, SMTP_STAGE_XCLIENT},
+    {SMTP_STATE_BANNER, "banner", -1, SMTP_STAGE_BANNER,
+     SMTP_TIMEOUT_BANNER, STATE(banner), NULL},
+    {SMTP_STATE_EHLO, "ehlo", SMTP_STATE_BANNER, SMTP_STAGE_EHLO,
+     SMTP_TIMEOUT_EHLO, STATE(ehlo), NULL},
+    {SMTP_STATE_STARTTLS, "starttls", SMTP_STATE_EHLO, SMTP_STAGE_STARTTLS,
+     SMTP_TIMEOUT_TLS, STATE(skip), NULL},
+    {SMTP_STATE_AUTH, "auth", SMTP_STATE_STARTTLS, SMTP_STAGE_AFTER_EHLO,
+     SMTP_TIMEOUT_CUSTOM, STATE(skip), NULL},
+    {SMTP_STATE_XCLIENT, "xclient", SMTP_STATE_AUTH, SMTP_STAGE_XCLIENT,
+     SMTP_TIMEOUT_CUSTOM, STATE(skip), NULL},
     {SMTP_STATE_SESSION_READY, "session-ready", SMTP_STATE_XCLIENT,
-     SMTP_STAGE_AFTER_EHLO},
+     SMTP_STAGE_AFTER_EHLO, SMTP_TIMEOUT_CUSTOM, STATE(skip), NULL},
     {SMTP_STATE_TRANSACTION, "transaction", SMTP_STATE_SESSION_READY,
-     SMTP_STAGE_IDLE},
+     SMTP_STAGE_IDLE, SMTP_TIMEOUT_IDLE, STATE(transaction), NULL},
     {SMTP_STATE_MAIL_FROM, "mail-from", SMTP_STATE_TRANSACTION,
-     SMTP_STAGE_MAIL_FROM},
-    {SMTP_STATE_RCPT_TO, "rcpt-to", SMTP_STATE_MAIL_FROM,
-     SMTP_STAGE_RCPT_TO},
-    {SMTP_STATE_DATA, "data", SMTP_STATE_RCPT_TO, SMTP_STAGE_DATA},
-    {SMTP_STATE_BODY, "body", SMTP_STATE_DATA, SMTP_STAGE_BODY},
+     SMTP_STAGE_MAIL_FROM, SMTP_TIMEOUT_MAIL, STATE(mail), NULL},
+    {SMTP_STATE_RCPT_TO, "rcpt-to", SMTP_STATE_MAIL_FROM, SMTP_STAGE_RCPT_TO,
+     SMTP_TIMEOUT_RCPT, STATE(rcpt), NULL},
+    {SMTP_STATE_DATA, "data", SMTP_STATE_RCPT_TO, SMTP_STAGE_DATA,
+     SMTP_TIMEOUT_DATA, STATE(data), NULL},
+    {SMTP_STATE_BODY, "body", SMTP_STATE_DATA, SMTP_STAGE_BODY,
+     SMTP_TIMEOUT_BODY, STATE(body), smtp__body_free},
     {SMTP_STATE_CONFIRMATION, "confirmation", SMTP_STATE_BODY,
-     SMTP_STAGE_CONFIRMATION},
-    {SMTP_STATE_RSET, "rset", SMTP__UNLINKED, SMTP_STAGE_RSET},
-    {SMTP_STATE_QUIT, "quit", SMTP__UNLINKED, SMTP_STAGE_UNKNOWN},
+     SMTP_STAGE_CONFIRMATION, SMTP_TIMEOUT_CONFIRM, STATE(confirmation),
+     NULL},
+    {SMTP_STATE_RSET, "rset", SMTP__UNLINKED, SMTP_STAGE_RSET,
+     SMTP_TIMEOUT_RSET, STATE(rset), NULL},
+    {SMTP_STATE_QUIT, "quit", SMTP__UNLINKED, SMTP_STAGE_IDLE,
+     SMTP_TIMEOUT_QUIT, STATE(quit), NULL},
 };
 
 #define BUILTIN_COUNT (sizeof(builtins) / sizeof(builtins[0]))
+
+static const struct builtin *builtin_of(const smtp_state *state)
+{
+    if (state->id < 1 || state->id > SMTP_BUILTIN_ID_MAX)
+        return NULL;
+    return state->closure;
+}
+
+unsigned smtp__state_timeout_kind(const smtp_state *state)
+{
+    const struct builtin *b = builtin_of(state);
+
+    return b ? (unsigned)b->timeout : SMTP_TIMEOUT_CUSTOM;
+}
 
 static int builtin_tostage(const smtp_state *self, connection *conn)
 {
@@ -58,22 +87,6 @@ static const char *builtin_tostring(const smtp_state *self, int stage)
     return smtp_stage_name(stage);
 }
 
-/* The protocol work of each built-in lands with the scheduler that drives
- * connections; until then no connection can enter a state, so this only
- * keeps the record valid. */
-static int builtin_not_driven_yet(delivery_construct *dc, Event *e,
-                                  connection *conn,
-                                  connection_handle *connh,
-                                  domain_record *domain,
-                                  ec_binding_slot binding_slot,
-                                  address_metrics *am, struct timeval *now,
-                                  int events)
-{
-    (void)dc, (void)e, (void)conn, (void)connh, (void)domain;
-    (void)binding_slot, (void)am, (void)now, (void)events;
-    return SMTP_WANT_READ;
-}
-
 void smtp__builtin_states_register(void)
 {
     for (size_t i = 0; i < BUILTIN_COUNT; i++) {
@@ -81,7 +94,9 @@ void smtp__builtin_states_register(void)
         smtp_state record = {
             .sizeof_smtp_state = sizeof(smtp_state),
             .name = (char *)b->name,
-            .callback = builtin_not_driven_yet,
+            .setup = b->setup,
+            .callback = b->callback,
+            .free = b->free,
             .tostage = builtin_tostage,
             .tostring = builtin_tostring,
             .closure = (void *)b,

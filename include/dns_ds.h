@@ -145,7 +145,8 @@ struct smtp_reply {
 };
 
 /*
- * One live connection.  `state` is always an entry of the state table.
+ * One live connection.  `state` is always an entry of the state table,
+ * or NULL while the connection is being opened (stage 0).
  * `state_closure` and `local_state` belong to the current state.
  */
 struct _connection {
@@ -181,7 +182,7 @@ struct _connection_handle {
 struct _delivery_construct {
     Event *e;
     connection_handle *conn_handle;
-    smtp_message **batch;
+    const smtp_message **batch;
     size_t batch_len;
     int current;
     smtp_reply last_reply;

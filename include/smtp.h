@@ -138,6 +138,186 @@ extern "C" {
 #define SMTP_EINVAL -1110     /* an argument is invalid */
 #define SMTP_EPLUGIN -1111    /* a plugin failed to load or init */
 
+/* How a recipient's delivery ended (smtp_outcome.kind). */
+#define SMTP_OUTCOME_DELIVERED 1 /* 2xx to the end of the data */
+#define SMTP_OUTCOME_TRANSIENT 2 /* retry later */
+#define SMTP_OUTCOME_PERMANENT 3 /* an explicit 5xx */
+
+/* Deadlines, indexes of smtp_config.timeout_ms. */
+#define SMTP_TIMEOUT_CONNECT 0
+#define SMTP_TIMEOUT_BANNER 1
+#define SMTP_TIMEOUT_EHLO 2
+#define SMTP_TIMEOUT_MAIL 3
+#define SMTP_TIMEOUT_RCPT 4
+#define SMTP_TIMEOUT_DATA 5
+#define SMTP_TIMEOUT_BODY 6    /* inactivity while sending the body */
+#define SMTP_TIMEOUT_CONFIRM 7
+#define SMTP_TIMEOUT_RSET 8
+#define SMTP_TIMEOUT_QUIT 9
+#define SMTP_TIMEOUT_TLS 10
+#define SMTP_TIMEOUT_IDLE 11   /* an idle reused connection is QUIT then */
+#define SMTP_TIMEOUT_CUSTOM 12 /* custom states, unless they set their own */
+#define SMTP_TIMEOUT_COUNT 13
+
+/* Structured events (smtp_event.type). */
+#define SMTP_EVENT_CONNECT 1 /* the TCP connection is up */
+#define SMTP_EVENT_STATE 2   /* the connection moved between states */
+#define SMTP_EVENT_REPLY 3   /* a complete reply was read */
+#define SMTP_EVENT_OUTCOME 4 /* a recipient's outcome was decided */
+#define SMTP_EVENT_CLOSE 5   /* the connection closed; text is why */
+#define SMTP_EVENT_WIRE 6    /* bytes on the wire (wire_trace only) */
+
+/*
+ * The reference close macro, for use inside a state callback.  It
+ * expands to a whole return statement with its own semicolon, so it
+ * cannot stand alone between an `if` and an `else`; use braces there.
+ */
+#define CLOSECONN \
+    return ec_smtp_closeconn(dc, e, conn, connh, domain, binding_slot, am, \
+                             now, __FILE__, __LINE__);
+
+typedef struct smtp_scheduler smtp_scheduler;
+
+/*
+ * A message as the caller hands it over.  The caller owns every pointer
+ * and must keep them valid until the last recipient's outcome arrived.
+ * The body is `data`/`len`, or the file at `path` when path is non-NULL
+ * (opened when its transaction starts).  Bytes are sent in DESIGN 9's
+ * canonical form; the caller's buffer is never modified.
+ */
+struct smtp_message {
+    const char *sender;             /* reverse-path without <>, "" for <> */
+    const char *const *recipients;  /* forward-paths without <> */
+    size_t nrecipients;             /* at least 1 */
+    const char *data;               /* the RFC 5322 message */
+    size_t len;
+    const char *path;               /* or read the message from this file */
+    uint64_t id;                    /* the caller's id, echoed in outcomes */
+    void *user;                     /* the caller's own */
+};
+
+/* Where to deliver, and the settings a reused connection must share. */
+typedef struct smtp_destination {
+    const char *host;   /* numeric IPv4 or IPv6 address, or a host name */
+    int port;           /* TCP port, 1-65535 */
+    const char *helo;   /* EHLO/HELO name; NULL: "localhost" */
+    const char *source; /* numeric source address to bind; NULL: any */
+} smtp_destination;
+
+/* One recipient's outcome; valid only during the outcome callback. */
+typedef struct smtp_outcome {
+    const smtp_message *message; /* the caller's record */
+    size_t rcpt;                 /* index into message->recipients */
+    int kind;                    /* SMTP_OUTCOME_* */
+    int code;                    /* the reply that decided it, or 0 */
+    const char *enhanced;        /* its enhanced code, or "" */
+    const char *text;            /* its text, or why no reply decided it */
+    int stage;                   /* SMTP_STAGE_* where it was decided */
+    const char *state;           /* the deciding state's name */
+    int bounce_class;            /* SMTP_BOUNCE_* */
+    int error;                   /* SMTP_E* when no reply decided it */
+    uint64_t session_id;         /* 0 when no connection was made */
+} smtp_outcome;
+
+/* One event; valid only during the event callback. */
+typedef struct smtp_event {
+    int type;              /* SMTP_EVENT_* */
+    uint64_t session_id;
+    const char *state;     /* the connection's state, "" while connecting */
+    const char *from;      /* STATE: the state left, "" when none */
+    int stage;
+    int code;              /* REPLY: the code */
+    int error;             /* CLOSE: SMTP_E* or 0 for a clean close */
+    const char *text;      /* REPLY text, CLOSE reason, WIRE bytes */
+    size_t len;            /* bytes in text */
+    int sent;              /* WIRE: 1 sent, 0 received */
+    const char *peer;      /* "host:port" */
+    unsigned connections;  /* connections open after this event */
+} smtp_event;
+
+typedef void (*smtp_outcome_cb)(const smtp_outcome *outcome, void *arg);
+typedef void (*smtp_event_cb)(const smtp_event *event, void *arg);
+
+/* A scheduler's settings; smtp_config_init fills in the defaults. */
+typedef struct smtp_config {
+    size_t queue_capacity;        /* unsettled messages at most: 10000 */
+    unsigned max_connections;     /* open at once, all destinations: 100 */
+    unsigned max_connections_per_destination;        /* 20 */
+    unsigned max_messages_per_connection;            /* 100 */
+    unsigned max_recipients_per_transaction;         /* 100 */
+    size_t fold_long_lines;       /* 0: unchanged; else fold past this */
+    int wire_trace;               /* emit SMTP_EVENT_WIRE */
+    unsigned timeout_ms[SMTP_TIMEOUT_COUNT];         /* DESIGN 9 */
+    smtp_outcome_cb on_outcome;   /* required */
+    void *outcome_arg;
+    smtp_event_cb on_event;       /* optional */
+    void *event_arg;
+} smtp_config;
+
+/* Fills `cfg` with the defaults of DESIGN 9.  Any thread. */
+SMTP_API void smtp_config_init(smtp_config *cfg);
+
+/*
+ * Creates the scheduler.  The config is copied.  Returns NULL with the
+ * reason in smtp_last_error() for a bad config (no on_outcome, a zero
+ * limit) or when out of memory.  Owner thread.
+ */
+SMTP_API smtp_scheduler *smtp_scheduler_new(const smtp_config *cfg);
+
+/*
+ * Closes every connection at once and frees the scheduler.  Each message
+ * not yet settled gets a transient outcome first, so none is lost.
+ * Owner thread.
+ */
+SMTP_API void smtp_scheduler_free(smtp_scheduler *sched);
+
+/*
+ * Queues `msg` for `dest`.  Returns 0 when queued (an outcome per
+ * recipient will follow); SMTP_EAGAIN when queue_capacity messages are
+ * unsettled (backpressure: run the loop, submit again); SMTP_EINVAL for
+ * a bad envelope or destination (CR, LF or NUL in an address or the EHLO
+ * name, no recipient, no body, bad port), with the reason in
+ * smtp_last_error(); SMTP_ECLOSED after smtp_scheduler_drain.  Nothing is
+ * sent or queued when it fails.  Owner thread.
+ */
+SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
+                                   const smtp_destination *dest,
+                                   const smtp_message *msg);
+
+/*
+ * Runs the loop until every submitted message is settled, then QUITs the
+ * idle connections and returns 0 once all are closed.  Returns a
+ * negative SMTP_E* code when the loop itself fails.  Owner thread.
+ */
+SMTP_API int smtp_scheduler_run(smtp_scheduler *sched);
+
+/*
+ * One turn of the loop for an embedder's own event loop: waits at most
+ * timeout_ms (0: do not wait, -1: until an event or deadline) for
+ * readiness, then handles what is ready and every deadline due.  Returns
+ * the number of connections handled, or a negative SMTP_E* code.
+ */
+SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms);
+
+/* The descriptor that becomes readable when run_once has work; put it
+ * in the embedder's poll set.  Owner thread. */
+SMTP_API int smtp_scheduler_fd(smtp_scheduler *sched);
+
+/* Milliseconds until the next deadline (0: due now), or -1 when none. */
+SMTP_API int smtp_scheduler_next_deadline(smtp_scheduler *sched);
+
+/*
+ * Stops taking work: submit fails with SMTP_ECLOSED, messages already
+ * submitted are delivered, and connections QUIT as they become idle.
+ */
+SMTP_API void smtp_scheduler_drain(smtp_scheduler *sched);
+
+/* Messages submitted and not yet settled. */
+SMTP_API size_t smtp_scheduler_pending(const smtp_scheduler *sched);
+
+/* Connections open now (connecting included). */
+SMTP_API unsigned smtp_scheduler_connections(const smtp_scheduler *sched);
+
 /*
  * Initialises the library and makes the calling thread its owner thread;
  * registers the built-in states.  Every other entry point initialises on
@@ -184,6 +364,79 @@ SMTP_API smtp_state *smtp_get_state_machine(void);
  * sees only complete records.  Any thread.
  */
 SMTP_API smtp_state *smtp_state_next(const smtp_state *state);
+
+/*
+ * Moves the connection to `state` (NULL: the current state's default
+ * next): the old state's free, local_state = init_local_state, statetime
+ * = now (NULL: now), then the new state's setup, which may pass straight
+ * on (SMTP_STATE_SKIP) or fail the connection.  Called from a setup, it
+ * takes effect when that setup returns.  Owner thread, during a callback
+ * or setup of this connection.
+ */
+SMTP_API void smtp_next_state(delivery_construct *dc, connection_handle *connh,
+                              smtp_state *state, struct timeval *now);
+
+/*
+ * Closes the connection: settles every message still on it (transiently,
+ * with the last reply or the reason for the close), frees state data,
+ * and records file:line as where the close came from.  Returns 0, the
+ * value a callback returns after closing.  `now` may be NULL.
+ */
+SMTP_API int ec_smtp_closeconn(delivery_construct *dc, Event *e,
+                               connection *conn, connection_handle *connh,
+                               domain_record *domain,
+                               ec_binding_slot binding_slot,
+                               address_metrics *am, struct timeval *now,
+                               const char *file, int line);
+
+/*
+ * Reads one reply into dc->last_reply.  Returns the code (> 0) when it
+ * is expected_code; minus the code (-200..-599) for another complete
+ * reply; SMTP_E* (<= -1000) when the transport failed or the reply was
+ * malformed or over a cap; 0 when incomplete, with *mask set to what to
+ * wait for.  Owner thread.
+ */
+SMTP_API int read_smtp(delivery_construct *dc, int expected_code,
+                       struct timeval *now, int *mask);
+
+/* As read_smtp, also accepting the extra codes, a list ended by a value
+ * <= 0.  (The reference's variadic form.) */
+SMTP_API int read_smtp2(delivery_construct *dc, int expected_code,
+                        struct timeval *now, int *mask, int extra_codes, ...);
+
+/* As read_smtp, accepting any of codes[0..n) (n >= 1); codes[0] plays
+ * expected_code.  The form bindings use. */
+SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
+                             int *mask, const int *codes, size_t n);
+
+/*
+ * Queues a command (or any bytes) on the connection's bounded output
+ * buffer; the engine sends it after the callback returns.  Returns 0, or
+ * SMTP_EAGAIN when it does not fit (nothing is queued), SMTP_EINVAL for
+ * a closed connection.
+ */
+SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len);
+
+/*
+ * Sets the connection's deadline to timeout_ms from now; E_TIMEOUT is
+ * delivered then.  Entering a state sets its default deadline; a state
+ * that keeps the connection after E_TIMEOUT must set a new one.
+ */
+SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms);
+
+/*
+ * Decides recipients' outcomes: `message` indexes dc->batch (-1: every
+ * unsettled message of the batch), `rcpt` a recipient of it (-1: all of
+ * its unsettled recipients).  The first outcome of a recipient wins;
+ * later ones are ignored.  `reply` may be NULL (then the connection's
+ * last error explains it).  Owner thread.
+ */
+SMTP_API void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
+                               int kind, const smtp_reply *reply, int stage);
+
+/* Asks the engine to deliver E_ASYNC to the connection's state on its
+ * next turn.  Owner thread. */
+SMTP_API void smtp_conn_wake(connection *conn);
 
 /*
  * The SMTP_E* code of the last failed call on this thread, or 0 when the

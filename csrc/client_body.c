@@ -1,0 +1,156 @@
+/*
+ * client_body.c - the body and its confirmation.
+ *
+ * The body is streamed straight from the caller's buffer (or the mapped
+ * file) through the encoder into a chunk buffer the connection holds only
+ * while in this state, so its canonical form and dot-stuffing cost no
+ * copy of the whole message.  Each writable event sends a bounded number
+ * of chunks, so one large body does not starve other connections.  A
+ * message is delivered only on a 2xx to the end of its data.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "client_states.h"
+
+#define BODY_CHUNK 65536
+#define CHUNKS_PER_EVENT 16
+
+int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
+                     connection_handle *connh, struct timeval *now)
+{
+    struct smtp__conn *c = smtp__conn_of(connh->conn);
+
+    (void)self, (void)dc, (void)now;
+    c->body_buf = malloc(BODY_CHUNK);
+    if (c->body_buf == NULL)
+        return SMTP_ENOMEM;
+    c->body_start = c->body_end = 0;
+    c->txn.body_pos = 0;
+    c->txn.body_done = false;
+    smtp__body_encoder_init(&c->txn.enc,
+                            smtp__config(c->sched)->fold_long_lines);
+    return SMTP_WANT_WRITE;
+}
+
+void smtp__body_free(const smtp_state *self, connection *conn)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+
+    (void)self;
+    free(c->body_buf);
+    c->body_buf = NULL;
+    c->body_start = c->body_end = 0;
+}
+
+/* Encodes the next chunk of the body, or its end. */
+static void body_fill(struct smtp__conn *c)
+{
+    struct smtp__txn *t = &c->txn;
+    size_t used = 0;
+
+    c->body_start = 0;
+    if (t->body_pos < t->body_len) {
+        c->body_end = smtp__body_encode(&t->enc, t->body + t->body_pos,
+                                        t->body_len - t->body_pos, &used,
+                                        c->body_buf, BODY_CHUNK);
+        t->body_pos += used;
+        if (t->body_pos < t->body_len ||
+            BODY_CHUNK - c->body_end < SMTP__BODY_END_MAX)
+            return;
+    } else {
+        c->body_end = 0;
+    }
+    c->body_end += smtp__body_finish(&t->enc, c->body_buf + c->body_end,
+                                     BODY_CHUNK - c->body_end);
+    t->body_done = true;
+}
+
+/* Sends what is encoded.  Returns bytes sent (0: socket full) or a
+ * negative SMTP_E* code. */
+static long body_send(struct smtp__conn *c)
+{
+    for (;;) {
+        ssize_t n = send(c->pub.fd, c->body_buf + c->body_start,
+                         c->body_end - c->body_start, MSG_NOSIGNAL);
+        if (n >= 0) {
+            if (smtp__config(c->sched)->wire_trace)
+                smtp__emit_wire(c, c->body_buf + c->body_start, (size_t)n,
+                                1);
+            c->body_start += (size_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED
+                                                     : SMTP_EIO;
+    }
+}
+
+int smtp__body_callback(SMTP__CALLBACK_PARAMS)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    bool progress = false;
+
+    (void)e, (void)domain, (void)binding_slot, (void)am;
+    if (events & E_TIMEOUT)
+        return smtp__conn_fail(c, SMTP_ETIMEOUT, "the server stopped "
+                               "reading the body");
+    for (int i = 0; i < CHUNKS_PER_EVENT; i++) {
+        if (c->body_start == c->body_end) {
+            if (c->txn.body_done) {
+                smtp_next_state(dc, connh, NULL, now);
+                return SMTP_WANT_READ;
+            }
+            body_fill(c);
+        }
+
+        long n = body_send(c);
+        if (n < 0)
+            return smtp__conn_fail(c, (int)n, "sending the body: %s",
+                                   smtp_strerror((int)n));
+        if (n == 0)
+            break;
+        progress = true;
+    }
+    if (progress)
+        smtp_conn_set_deadline(conn, smtp__config(c->sched)
+                               ->timeout_ms[SMTP_TIMEOUT_BODY]);
+    return SMTP_WANT_WRITE;
+}
+
+/* ---- the reply to the end of the data ------------------------------------ */
+
+int smtp__confirmation_setup(const smtp_state *self, delivery_construct *dc,
+                             connection_handle *connh, struct timeval *now)
+{
+    (void)self, (void)dc, (void)connh, (void)now;
+    return SMTP_WANT_READ;
+}
+
+int smtp__confirmation_callback(SMTP__CALLBACK_PARAMS)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    static const int ok[] = {250};
+    int code, ret, kind;
+
+    (void)e, (void)domain, (void)binding_slot, (void)am;
+    if (!smtp__await_reply(c, events, ok, 1, &code, &ret))
+        return ret;
+    if (code > 0 || -code < 300)
+        kind = SMTP_OUTCOME_DELIVERED;
+    else if (-code < 500)
+        kind = SMTP_OUTCOME_TRANSIENT;
+    else
+        kind = SMTP_OUTCOME_PERMANENT;
+    smtp__settle_accepted(c, kind, SMTP_STAGE_CONFIRMATION);
+    if (kind == SMTP_OUTCOME_DELIVERED)
+        conn->deliveries++;
+    c->txn.open = false;
+    smtp__jump(c, SMTP_STATE_TRANSACTION, now);
+    (void)dc, (void)connh;
+    return SMTP_WANT_READ;
+}

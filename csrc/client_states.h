@@ -1,0 +1,63 @@
+/*
+ * client_states.h - the built-in states' functions and the helpers they
+ * share.  The list that registers them is builtin_states.c.
+ */
+#ifndef SMTPSTATE_CLIENT_STATES_H
+#define SMTPSTATE_CLIENT_STATES_H
+
+#include "engine.h"
+
+/* The parameter list every state callback has (dns_ds.h). */
+#define SMTP__CALLBACK_PARAMS                                              \
+    delivery_construct *dc, Event *e, connection *conn,                    \
+        connection_handle *connh, domain_record *domain,                   \
+        ec_binding_slot binding_slot, address_metrics *am,                 \
+        struct timeval *now, int events
+
+#define SMTP__DECLARE_STATE(name)                                          \
+    int smtp__##name##_setup(const smtp_state *self, delivery_construct *dc, \
+                             connection_handle *connh, struct timeval *now); \
+    int smtp__##name##_callback(SMTP__CALLBACK_PARAMS)
+
+SMTP__DECLARE_STATE(banner);
+SMTP__DECLARE_STATE(ehlo);
+SMTP__DECLARE_STATE(skip);
+SMTP__DECLARE_STATE(transaction);
+SMTP__DECLARE_STATE(mail);
+SMTP__DECLARE_STATE(rcpt);
+SMTP__DECLARE_STATE(data);
+SMTP__DECLARE_STATE(body);
+SMTP__DECLARE_STATE(confirmation);
+SMTP__DECLARE_STATE(rset);
+SMTP__DECLARE_STATE(quit);
+void smtp__body_free(const smtp_state *self, connection *conn);
+
+/* Queues a formatted command; on failure the connection is failed and
+ * false returned. */
+bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Reads the reply a built-in waits for.  Returns true with *code set
+ * (> 0: one of `codes`, < 0: minus another code) when a reply arrived.
+ * Returns false when the callback must return *ret instead: still
+ * waiting, or the connection was failed (deadline, transport, malformed
+ * reply, or a 421, which settles everything unsettled with its reply).
+ */
+bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
+                       size_t n, int *code, int *ret);
+
+/* Moves to built-in `id` (a jump, not the default next). */
+void smtp__jump(struct smtp__conn *c, int id, struct timeval *now);
+
+/* Settles everything unsettled by the last reply and QUITs. */
+int smtp__session_refused(struct smtp__conn *c, int kind,
+                          struct timeval *now);
+
+/* Decides every recipient the open transaction's RCPTs accepted. */
+void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage);
+
+/* The message of the open transaction. */
+struct smtp__msg *smtp__txn_msg(struct smtp__conn *c);
+
+#endif /* SMTPSTATE_CLIENT_STATES_H */

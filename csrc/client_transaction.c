@@ -1,0 +1,381 @@
+/*
+ * client_transaction.c - the transaction anchor, MAIL FROM, RCPT TO and
+ * DATA.
+ *
+ * The anchor picks the message for the next transaction: the rest of a
+ * message whose recipients did not all fit in the last one, else the
+ * next message of the batch, else one from the destination's queue.
+ * With none it waits, idle, until work arrives or the idle time ends.
+ * Each recipient's reply decides that recipient alone; the message's
+ * accepted recipients are decided by DATA and the confirmation.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client_states.h"
+
+enum { TXN_PICKING = 0, TXN_IDLE = 1 };
+
+struct smtp__msg *smtp__txn_msg(struct smtp__conn *c)
+{
+    if (c->txn.msg < 0 || (size_t)c->txn.msg >= c->batch_len)
+        return NULL;
+    return c->batch[c->txn.msg];
+}
+
+static void txn_release_body(struct smtp__conn *c)
+{
+    if (c->txn.body_mapped && c->txn.body_len > 0)
+        munmap((void *)c->txn.body, c->txn.body_len);
+    c->txn.body = NULL;
+    c->txn.body_len = 0;
+    c->txn.body_mapped = false;
+}
+
+/* Ends the open transaction's bookkeeping; the message stays in the
+ * batch until every recipient is settled. */
+static void txn_reset(struct smtp__conn *c)
+{
+    txn_release_body(c);
+    memset(&c->txn, 0, sizeof(c->txn));
+    c->txn.msg = -1;
+    c->dc.current = -1;
+}
+
+static int find_work(struct smtp__conn *c)
+{
+    for (size_t i = 0; i < c->batch_len; i++) {
+        struct smtp__msg *msg = c->batch[i];
+        if (msg != NULL && msg->next_rcpt < msg->m->nrecipients)
+            return (int)i;
+    }
+
+    const smtp_config *cfg = smtp__config(c->sched);
+    if (c->messages_started >= cfg->max_messages_per_connection ||
+        smtp__draining(c->sched))
+        return -1;
+
+    struct smtp__msg *msg = smtp__dest_pop(c->dest);
+    if (msg == NULL || smtp__conn_batch_add(c, msg) != 0)
+        return -1;
+    return (int)c->batch_len - 1;
+}
+
+static void txn_begin(struct smtp__conn *c, int index)
+{
+    struct smtp__msg *msg = c->batch[index];
+    size_t max = smtp__config(c->sched)->max_recipients_per_transaction;
+    size_t left = msg->m->nrecipients - msg->next_rcpt;
+
+    c->txn.msg = index;
+    c->dc.current = index;
+    c->txn.rcpt_begin = msg->next_rcpt;
+    c->txn.rcpt_end = msg->next_rcpt + (left < max ? left : max);
+    c->txn.rcpt_next = c->txn.rcpt_begin;
+    if (!msg->started)
+        c->messages_started++;
+    msg->started = true;
+}
+
+/* A reply (or bytes) when none is due: a 421 means the server is going
+ * away, so the messages not yet begun move to a new connection. */
+static int unsolicited(struct smtp__conn *c, int code)
+{
+    smtp__conn_requeue_unstarted(c);
+    if (code == -421)
+        return smtp__conn_fail(c, 0, "the server closed an idle "
+                               "connection (421)");
+    if (code <= SMTP_EAGAIN)
+        return smtp__conn_fail(c, code, "idle connection: %s",
+                               smtp_strerror(code));
+    return smtp__conn_fail(c, SMTP_EPROTO, "reply %d when none was due",
+                           -code);
+}
+
+static int go_idle(struct smtp__conn *c)
+{
+    const smtp_config *cfg = smtp__config(c->sched);
+
+    c->pub.local_state = TXN_IDLE;
+    smtp__conn_mark_idle(c, true);
+    smtp_conn_set_deadline(&c->pub, cfg->timeout_ms[SMTP_TIMEOUT_IDLE]);
+    return SMTP_WANT_READ;
+}
+
+int smtp__transaction_setup(const smtp_state *self, delivery_construct *dc,
+                            connection_handle *connh, struct timeval *now)
+{
+    struct smtp__conn *c = smtp__conn_of(connh->conn);
+    static const int none[] = {0};
+    int mask, code;
+
+    (void)self;
+    txn_reset(c);
+    if (c->need_rset) {
+        smtp__jump(c, SMTP_STATE_RSET, now);
+        return 0;
+    }
+    code = read_smtp_codes(dc, now, &mask, none, 1);
+    if (code != 0)
+        return unsolicited(c, code);
+    smtp__conn_batch_compact(c);
+
+    int index = find_work(c);
+    if (index >= 0) {
+        txn_begin(c, index);
+        return SMTP_STATE_SKIP;
+    }
+    if (smtp__draining(c->sched) || c->messages_started >=
+        smtp__config(c->sched)->max_messages_per_connection) {
+        smtp__jump(c, SMTP_STATE_QUIT, now);
+        return 0;
+    }
+    return go_idle(c);
+}
+
+int smtp__transaction_callback(SMTP__CALLBACK_PARAMS)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    static const int none[] = {0};
+    int mask = SMTP_WANT_READ;
+
+    (void)e, (void)domain, (void)binding_slot, (void)am;
+    if (events & E_READ) {
+        int code = read_smtp_codes(dc, now, &mask, none, 1);
+        if (code != 0)
+            return unsolicited(c, code);
+    }
+    if (events & E_TIMEOUT) {
+        smtp__jump(c, SMTP_STATE_QUIT, now);
+        return SMTP_WANT_READ;
+    }
+    if (events & E_ASYNC) {
+        smtp__conn_mark_idle(c, false);
+        smtp_next_state(dc, connh, conn->state, now);
+        return SMTP_WANT_READ;
+    }
+    return mask;
+}
+
+/* ---- MAIL FROM ----------------------------------------------------------- */
+
+/* Maps a file body; false when it cannot be read (the message then fails
+ * transiently and the connection moves on). */
+static bool body_open(struct smtp__conn *c, struct smtp__msg *msg)
+{
+    struct stat st;
+    int fd;
+
+    if (msg->m->path == NULL) {
+        c->txn.body = msg->m->data;
+        c->txn.body_len = msg->m->data ? msg->m->len : 0;
+        return true;
+    }
+    fd = open(msg->m->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    c->txn.body_len = (size_t)st.st_size;
+    if (c->txn.body_len > 0) {
+        void *map = mmap(NULL, c->txn.body_len, PROT_READ, MAP_PRIVATE, fd,
+                         0);
+        if (map == MAP_FAILED) {
+            close(fd);
+            return false;
+        }
+        c->txn.body = map;
+        c->txn.body_mapped = true;
+    }
+    close(fd);
+    return true;
+}
+
+int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
+                     connection_handle *connh, struct timeval *now)
+{
+    struct smtp__conn *c = smtp__conn_of(connh->conn);
+    struct smtp__msg *msg = smtp__txn_msg(c);
+    char size[32] = "";
+
+    (void)self;
+    if (msg == NULL) {
+        smtp__jump(c, SMTP_STATE_TRANSACTION, now);
+        return 0;
+    }
+    if (!body_open(c, msg)) {
+        c->error = SMTP_EIO;
+        strcpy(c->error_text, "cannot read the message file");
+        smtp_outcome_set(dc, c->txn.msg, -1, SMTP_OUTCOME_TRANSIENT, NULL,
+                         SMTP_STAGE_MAIL_FROM);
+        c->error = 0;
+        c->error_text[0] = '\0';
+        smtp__jump(c, SMTP_STATE_TRANSACTION, now);
+        return 0;
+    }
+    if (c->pub.capabilities & SMTP_CAP_SIZE)
+        snprintf(size, sizeof(size), " SIZE=%zu", c->txn.body_len);
+    if (!smtp__send_command(c, "MAIL FROM:<%s>%s\r\n", msg->m->sender, size))
+        return SMTP_ESTATE;
+    return SMTP_WANT_READ;
+}
+
+int smtp__mail_callback(SMTP__CALLBACK_PARAMS)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    static const int ok[] = {250};
+    int code, ret;
+
+    (void)e, (void)domain, (void)binding_slot, (void)am;
+    if (!smtp__await_reply(c, events, ok, 1, &code, &ret))
+        return ret;
+    if (code > 0) {
+        c->txn.open = true;
+        smtp_next_state(dc, connh, NULL, now);
+        return SMTP_WANT_READ;
+    }
+    /* The sender was refused: no transaction is open, no RSET needed. */
+    smtp_outcome_set(dc, c->txn.msg, -1,
+                     -code >= 500 ? SMTP_OUTCOME_PERMANENT
+                                  : SMTP_OUTCOME_TRANSIENT,
+                     &dc->last_reply, SMTP_STAGE_MAIL_FROM);
+    smtp__jump(c, SMTP_STATE_TRANSACTION, now);
+    return SMTP_WANT_READ;
+}
+
+/* ---- RCPT TO ------------------------------------------------------------- */
+
+static bool send_rcpt(struct smtp__conn *c)
+{
+    struct smtp__msg *msg = smtp__txn_msg(c);
+
+    return smtp__send_command(c, "RCPT TO:<%s>\r\n",
+                              msg->m->recipients[c->txn.rcpt_next]);
+}
+
+int smtp__rcpt_setup(const smtp_state *self, delivery_construct *dc,
+                     connection_handle *connh, struct timeval *now)
+{
+    struct smtp__conn *c = smtp__conn_of(connh->conn);
+
+    (void)self, (void)dc, (void)now;
+    if (!send_rcpt(c))
+        return SMTP_ESTATE;
+    return SMTP_WANT_READ;
+}
+
+/* Decides the recipient the reply answers; returns false when the rest
+ * of this transaction's recipients must wait for a new transaction. */
+static bool rcpt_decide(struct smtp__conn *c, int code)
+{
+    struct smtp__msg *msg = smtp__txn_msg(c);
+    size_t rcpt = c->txn.rcpt_next;
+    int reply_code = code > 0 ? code : -code;
+
+    if (code > 0) {
+        msg->rcpt_status[rcpt] = RCPT_ACCEPTED;
+        c->txn.accepted++;
+        return true;
+    }
+    if (reply_code == 452 && rcpt > c->txn.rcpt_begin) {
+        c->txn.rcpt_end = rcpt; /* the rest go into a new transaction */
+        return false;
+    }
+    if (reply_code == 452) {
+        for (size_t r = rcpt; r < msg->m->nrecipients; r++)
+            smtp__settle(c, msg, r, SMTP_OUTCOME_TRANSIENT,
+                         &c->dc.last_reply, SMTP_STAGE_RCPT_TO);
+        return false;
+    }
+    smtp__settle(c, msg, rcpt, reply_code >= 500 ? SMTP_OUTCOME_PERMANENT
+                                                 : SMTP_OUTCOME_TRANSIENT,
+                 &c->dc.last_reply, SMTP_STAGE_RCPT_TO);
+    return true;
+}
+
+int smtp__rcpt_callback(SMTP__CALLBACK_PARAMS)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    static const int ok[] = {250, 251, 252};
+    int code, ret;
+    bool more;
+
+    (void)e, (void)domain, (void)binding_slot, (void)am;
+    if (!smtp__await_reply(c, events, ok, 3, &code, &ret))
+        return ret;
+
+    struct smtp__msg *msg = smtp__txn_msg(c);
+    more = rcpt_decide(c, code);
+    if (more && ++c->txn.rcpt_next < c->txn.rcpt_end) {
+        if (!send_rcpt(c))
+            return 0;
+        smtp_conn_set_deadline(conn, smtp__config(c->sched)
+                               ->timeout_ms[SMTP_TIMEOUT_RCPT]);
+        return SMTP_WANT_READ;
+    }
+    if (c->batch[c->txn.msg] == msg) /* not released by a 452 */
+        msg->next_rcpt = c->txn.rcpt_end;
+    if (c->txn.accepted > 0) {
+        smtp_next_state(dc, connh, NULL, now);
+        return SMTP_WANT_READ;
+    }
+    c->need_rset = true;
+    smtp__jump(c, SMTP_STATE_TRANSACTION, now);
+    return SMTP_WANT_READ;
+}
+
+/* ---- DATA ----------------------------------------------------------------- */
+
+/* Decides every recipient this transaction's RCPTs accepted. */
+void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage)
+{
+    struct smtp__msg *msg = smtp__txn_msg(c);
+
+    if (msg == NULL)
+        return;
+    for (size_t r = c->txn.rcpt_begin; r < c->txn.rcpt_end; r++) {
+        if (msg->rcpt_status[r] != RCPT_ACCEPTED)
+            continue;
+        bool last = msg->unsettled == 1;
+        smtp__settle(c, msg, r, kind, &c->dc.last_reply, stage);
+        if (last)
+            return;
+    }
+}
+
+int smtp__data_setup(const smtp_state *self, delivery_construct *dc,
+                     connection_handle *connh, struct timeval *now)
+{
+    struct smtp__conn *c = smtp__conn_of(connh->conn);
+
+    (void)self, (void)dc, (void)now;
+    if (!smtp__send_command(c, "DATA\r\n"))
+        return SMTP_ESTATE;
+    return SMTP_WANT_READ;
+}
+
+int smtp__data_callback(SMTP__CALLBACK_PARAMS)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    static const int ok[] = {354};
+    int code, ret;
+
+    (void)e, (void)domain, (void)binding_slot, (void)am;
+    if (!smtp__await_reply(c, events, ok, 1, &code, &ret))
+        return ret;
+    if (code > 0) {
+        smtp_next_state(dc, connh, NULL, now);
+        return SMTP_WANT_WRITE;
+    }
+    smtp__settle_accepted(c, -code >= 500 ? SMTP_OUTCOME_PERMANENT
+                                          : SMTP_OUTCOME_TRANSIENT,
+                          SMTP_STAGE_DATA);
+    c->need_rset = true;
+    smtp__jump(c, SMTP_STATE_TRANSACTION, now);
+    return SMTP_WANT_READ;
+}

@@ -1,0 +1,379 @@
+/*
+ * connection.c - one connection's life: entering states, dispatching
+ * events to the current state under the return contract, queuing and
+ * flushing output, and closing.
+ *
+ * Every failure of a connection goes through smtp__conn_fail, which
+ * records the reason once, settles each message still on the connection
+ * and emits the close event.  A state is entered only through
+ * smtp_next_state, which also keeps the table's count of connections in
+ * each state (a state with connections cannot be unregistered).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "state_table.h"
+
+#define WBUF_INITIAL 1024
+#define WBUF_MAX 65536
+
+int smtp__conn_stage(struct smtp__conn *c)
+{
+    smtp_state *state = c->pub.state;
+
+    if (c->connecting || state == NULL)
+        return SMTP_STAGE_NOT_CONNECTED;
+    if (state->tostage == NULL)
+        return SMTP_STAGE_UNKNOWN;
+    return state->tostage(state, &c->pub);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void leave_state(struct smtp__conn *c)
+{
+    smtp_state *state = c->pub.state;
+
+    if (state == NULL)
+        return;
+    if (state->free)
+        state->free(state, &c->pub);
+    smtp__state_leave(state);
+}
+
+void smtp__conn_close(struct smtp__conn *c)
+{
+    if (c->closed)
+        return;
+    leave_state(c);
+    c->closed = true;
+    close(c->pub.fd);
+    c->pub.fd = -1;
+    c->ev.fd = -1;
+    c->pub.in_use = 0;
+    smtp__sched_forget(c);
+}
+
+int smtp__conn_fail(struct smtp__conn *c, int error, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->closed)
+        return 0;
+    c->error = error;
+    va_start(ap, fmt);
+    vsnprintf(c->error_text, sizeof(c->error_text), fmt, ap);
+    va_end(ap);
+    if (c->pub.state == NULL)
+        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, NULL,
+                               SMTP_STAGE_NOT_CONNECTED);
+    else
+        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, NULL,
+                               smtp__conn_stage(c));
+    smtp__emit(c, SMTP_EVENT_CLOSE, 0, error, c->error_text,
+               strlen(c->error_text));
+    smtp__conn_close(c);
+    return 0;
+}
+
+SMTP_API int ec_smtp_closeconn(delivery_construct *dc, Event *e,
+                               connection *conn, connection_handle *connh,
+                               domain_record *domain,
+                               ec_binding_slot binding_slot,
+                               address_metrics *am, struct timeval *now,
+                               const char *file, int line)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    const char *name = c->pub.state ? c->pub.state->name : "";
+
+    (void)dc, (void)e, (void)connh, (void)domain, (void)binding_slot;
+    (void)am, (void)now;
+    if (c->closed)
+        return 0;
+    c->closed_by_state = true;
+    return smtp__conn_fail(c, c->error, "closed by state %s at %s:%d",
+                           name, file ? file : "?", line);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static int wbuf_reserve(struct smtp__conn *c, size_t len)
+{
+    size_t used = c->wend - c->wstart;
+
+    if (c->wstart > 0 && c->wend + len > c->wcap) {
+        memmove(c->wbuf, c->wbuf + c->wstart, used);
+        c->wstart = 0;
+        c->wend = used;
+    }
+    if (c->wend + len <= c->wcap)
+        return 0;
+    if (used + len > WBUF_MAX)
+        return SMTP_EAGAIN;
+
+    size_t cap = c->wcap ? c->wcap : WBUF_INITIAL;
+    while (cap < used + len)
+        cap *= 2;
+    char *buf = realloc(c->wbuf, cap);
+    if (buf == NULL)
+        return SMTP_ENOMEM;
+    c->wbuf = buf;
+    c->wcap = cap;
+    return 0;
+}
+
+SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+    int r;
+
+    if (c->closed || c->connecting)
+        return SMTP_EINVAL;
+    r = wbuf_reserve(c, len);
+    if (r != 0)
+        return r;
+    memcpy(c->wbuf + c->wend, buf, len);
+    c->wend += len;
+    return 0;
+}
+
+/* Sends as much queued output as the socket takes.  Returns 0 (all sent
+ * or the socket is full) or a negative SMTP_E* code. */
+int smtp__conn_flush(struct smtp__conn *c)
+{
+    while (c->wstart < c->wend) {
+        ssize_t n = send(c->pub.fd, c->wbuf + c->wstart,
+                         c->wend - c->wstart, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0)
+            return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED
+                                                         : SMTP_EIO;
+        if (c->sched && smtp__config(c->sched)->wire_trace)
+            smtp__emit_wire(c, c->wbuf + c->wstart, (size_t)n, 1);
+        c->wstart += (size_t)n;
+    }
+    c->wstart = c->wend = 0;
+    return 0;
+}
+
+SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+
+    if (!c->closed)
+        smtp__deadline_set(c, smtp__now_ms() + (timeout_ms ? timeout_ms : 1));
+}
+
+/* ---- states ------------------------------------------------------------ */
+
+static void enter_state(struct smtp__conn *c, smtp_state *target,
+                        const struct timeval *now)
+{
+    const smtp_config *cfg = smtp__config(c->sched);
+    smtp_state *from = c->pub.state;
+
+    leave_state(c);
+    c->pub.state = target;
+    smtp__state_enter(target);
+    c->pub.local_state = target->init_local_state;
+    c->pub.state_closure = NULL;
+    c->pub.statetime = *now;
+    smtp__deadline_set(c, smtp__now_ms() +
+                       cfg->timeout_ms[smtp__state_timeout_kind(target)]);
+    smtp__emit_state(c, from);
+}
+
+/* Runs setups from `target` on until one waits for an event. */
+static void run_setups(struct smtp__conn *c, smtp_state *target,
+                       struct timeval *now)
+{
+    while (target != NULL && !c->closed) {
+        int r = 0;
+
+        enter_state(c, target, now);
+        c->jump_to = NULL;
+        if (target->setup)
+            r = target->setup(target, &c->dc, &c->handle, now);
+        if (c->closed)
+            return;
+        if (c->jump_to != NULL) {
+            target = c->jump_to;
+            continue;
+        }
+        if (r < 0) {
+            smtp__conn_fail(c, r, "setup of state %s failed: %s",
+                            target->name, smtp_strerror(r));
+            return;
+        }
+        if (r & SMTP_STATE_SKIP) {
+            target = smtp_state_next(target);
+            continue;
+        }
+        r &= SMTP_WANT_READ | SMTP_WANT_WRITE;
+        c->setup_want = r ? r : SMTP_WANT_WRITE;
+        return;
+    }
+    if (!c->closed)
+        smtp__conn_fail(c, SMTP_ESTATE, "the chain ended after state %s "
+                        "with no state to go to", c->pub.state->name);
+}
+
+SMTP_API void smtp_next_state(delivery_construct *dc,
+                              connection_handle *connh, smtp_state *state,
+                              struct timeval *now)
+{
+    struct smtp__conn *c = smtp__conn_of(connh->conn);
+    struct timeval tv;
+    smtp_state *target = state;
+
+    (void)dc;
+    if (c->closed)
+        return;
+    if (target == NULL)
+        target = c->pub.state ? smtp_state_next(c->pub.state)
+                              : smtp_get_state_machine();
+    else if (smtp__state_slot(target) == NULL) {
+        smtp__conn_fail(c, SMTP_ESTATE, "smtp_next_state: %p is not a "
+                        "registered state", (void *)target);
+        return;
+    }
+    if (c->transitioning) {
+        c->jump_to = target;
+        return;
+    }
+    if (now == NULL) {
+        smtp__timeval_now(&tv);
+        now = &tv;
+    }
+    c->transitioning = true;
+    c->transitioned = true;
+    run_setups(c, target, now);
+    c->transitioning = false;
+}
+
+/* After a callback or a setup: send what was queued, wait as asked. */
+static void settle_interest(struct smtp__conn *c, int want)
+{
+    int r = smtp__conn_flush(c);
+
+    if (r < 0) {
+        smtp__conn_fail(c, r, "write failed: %s", smtp_strerror(r));
+        return;
+    }
+    smtp__conn_want(c, want);
+    smtp__conn_check_buffered(c);
+}
+
+void smtp__conn_enter_first_state(struct smtp__conn *c)
+{
+    c->transitioned = false;
+    smtp_next_state(&c->dc, &c->handle, NULL, NULL);
+    if (!c->closed)
+        settle_interest(c, c->setup_want);
+}
+
+void smtp__conn_dispatch(struct smtp__conn *c, int events)
+{
+    struct timeval now;
+    smtp_state *state = c->pub.state;
+    int ret;
+
+    smtp__timeval_now(&now);
+    c->transitioned = false;
+    c->closed_by_state = false;
+    c->in_dispatch = true;
+    ret = state->callback(&c->dc, &c->ev, &c->pub, &c->handle,
+                          &c->dest->domain, c->handle.binding_slot,
+                          &c->dest->metrics, &now, events);
+    c->in_dispatch = false;
+    if (c->closed) {
+#ifndef NDEBUG
+        if (ret != 0 && c->closed_by_state) {
+            fprintf(stderr, "smtpstate: state %s closed the connection "
+                    "and returned %d, not 0\n", state->name, ret);
+            abort();
+        }
+#endif
+        return;
+    }
+    if (ret == 0) {
+        smtp__conn_fail(c, SMTP_ESTATE, "state %s returned 0 without "
+                        "closing the connection", state->name);
+        return;
+    }
+    if (c->transitioned)
+        ret = c->setup_want;
+    if (!(ret & (SMTP_WANT_READ | SMTP_WANT_WRITE))) {
+        smtp__conn_fail(c, SMTP_ESTATE, "state %s returned %d, not "
+                        "SMTP_WANT_READ or SMTP_WANT_WRITE", state->name,
+                        ret);
+        return;
+    }
+    settle_interest(c, ret & (SMTP_WANT_READ | SMTP_WANT_WRITE));
+}
+
+/* ---- the batch --------------------------------------------------------- */
+
+int smtp__conn_batch_add(struct smtp__conn *c, struct smtp__msg *msg)
+{
+    if (c->batch_len == c->batch_cap) {
+        size_t cap = c->batch_cap ? c->batch_cap * 2 : 4;
+        struct smtp__msg **batch = realloc(c->batch, cap * sizeof(*batch));
+        if (batch != NULL)
+            c->batch = batch;
+        const smtp_message **pub =
+            realloc(c->batch_pub, cap * sizeof(*pub));
+        if (pub != NULL)
+            c->batch_pub = pub;
+        if (batch == NULL || pub == NULL) {
+            smtp__dest_push_front(msg->dest, msg);
+            return SMTP_ENOMEM;
+        }
+        c->batch_cap = cap;
+    }
+    c->batch[c->batch_len] = msg;
+    c->batch_pub[c->batch_len] = msg->m;
+    c->batch_len++;
+    c->dc.batch = c->batch_pub;
+    c->dc.batch_len = c->batch_len;
+    return 0;
+}
+
+/* Drops released messages from the batch; only between transactions,
+ * when no index is held. */
+void smtp__conn_batch_compact(struct smtp__conn *c)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < c->batch_len; i++) {
+        if (c->batch[i] == NULL)
+            continue;
+        c->batch[kept] = c->batch[i];
+        c->batch_pub[kept] = c->batch_pub[i];
+        kept++;
+    }
+    c->batch_len = kept;
+    c->dc.batch_len = kept;
+}
+
+void smtp__conn_requeue_unstarted(struct smtp__conn *c)
+{
+    for (size_t i = c->batch_len; i-- > 0;) {
+        struct smtp__msg *msg = c->batch[i];
+        if (msg == NULL || msg->started)
+            continue;
+        c->batch[i] = NULL;
+        c->batch_pub[i] = NULL;
+        smtp__dest_push_front(msg->dest, msg);
+    }
+}

@@ -1,0 +1,181 @@
+/*
+ * engine.h - the scheduler's records, shared by the engine's files.
+ *
+ * A public `connection` is the first member of the engine's smtp__conn,
+ * so the two convert by a cast; the same holds for delivery_construct
+ * inside it.  Messages live in smtp__msg records owned by the scheduler
+ * from submit until their last recipient is settled.
+ */
+#ifndef SMTPSTATE_ENGINE_H
+#define SMTPSTATE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "body_encoder.h"
+#include "internal.h"
+#include "reply.h"
+
+/* A recipient's progress (smtp__msg.rcpt_status). */
+enum {
+    RCPT_PENDING = 0,  /* not yet decided */
+    RCPT_ACCEPTED = 4, /* accepted by RCPT in the open transaction */
+    /* SMTP_OUTCOME_* (1..3): settled */
+};
+
+struct smtp__dest;
+
+struct smtp__msg {
+    const smtp_message *m;       /* the caller's record */
+    struct smtp__dest *dest;
+    unsigned char *rcpt_status;  /* one per recipient */
+    size_t next_rcpt;            /* first recipient not yet tried */
+    size_t unsettled;            /* recipients without an outcome */
+    bool started;                /* a MAIL FROM was sent for it */
+    struct smtp__msg *next;      /* destination queue link */
+};
+
+struct smtp__dest {
+    char *key;                   /* host, port, helo, source */
+    char *host, *helo, *source;
+    int port;
+    char peer[80];               /* "host:port" for events */
+    struct sockaddr_storage *addr;
+    unsigned addrlen;
+    domain_record domain;
+    address_metrics metrics;
+    struct smtp__msg *queue_head, *queue_tail;
+    size_t queued;
+    unsigned connections;        /* open or connecting */
+    struct smtp__conn *idle;     /* idle connections, linked by idle_next */
+    struct smtp__dest *next;
+};
+
+/* The open transaction of a connection. */
+struct smtp__txn {
+    int msg;                     /* batch index, -1 when none */
+    size_t rcpt_begin, rcpt_end; /* recipients in this transaction */
+    size_t rcpt_next;            /* next RCPT to send */
+    size_t accepted;             /* recipients accepted so far */
+    bool open;                   /* MAIL FROM accepted, not completed */
+    const char *body;            /* the message bytes (mapped for files) */
+    size_t body_len;
+    bool body_mapped;            /* body is an mmap of the file */
+    size_t body_pos;             /* input bytes already encoded */
+    bool body_done;              /* the terminator is queued */
+    struct smtp__body_encoder enc;
+};
+
+struct smtp__conn {
+    connection pub;              /* first: a connection* is a smtp__conn* */
+    delivery_construct dc;
+    connection_handle handle;
+    Event ev;
+    smtp_scheduler *sched;
+    struct smtp__dest *dest;
+
+    /* reading: received bytes rbuf[rstart..rend) */
+    char *rbuf;
+    size_t rcap, rstart, rend;
+    struct smtp__reply_scan scan;
+
+    /* writing: queued bytes wbuf[wstart..wend) */
+    char *wbuf;
+    size_t wcap, wstart, wend;
+
+    /* the body in flight: encoded bytes body_buf[body_start..body_end) */
+    char *body_buf;
+    size_t body_start, body_end;
+
+    int want;                    /* events the state waits for */
+    int interest;                /* events registered with epoll */
+    bool connecting;
+    bool closed;
+    bool in_dispatch;
+    bool transitioning;
+    smtp_state *jump_to;         /* set by smtp_next_state inside a setup */
+    int setup_want;              /* first events asked by the last setup */
+    bool need_rset;
+    bool closed_by_state;
+    bool transitioned;
+    int pending_events;          /* delivered on the next turn */
+    bool on_wake_list;
+    unsigned messages_started;
+    int error;                   /* the reason for failing, SMTP_E* */
+    char error_text[160];
+
+    uint64_t deadline_ms;        /* 0: none */
+    size_t heap_index;           /* position in the deadline heap */
+    uint64_t deadline_at_event;  /* the deadline when E_TIMEOUT fired */
+
+    struct smtp__msg **batch;    /* messages this connection owns */
+    const smtp_message **batch_pub; /* dc->batch: the caller records */
+    size_t batch_len, batch_cap;
+    struct smtp__txn txn;
+
+    struct smtp__conn *idle_next;
+    struct smtp__conn *wake_next;
+    struct smtp__conn *all_prev, *all_next;
+};
+
+/* Converts a public pointer back to its engine record. */
+static inline struct smtp__conn *smtp__conn_of(connection *conn)
+{
+    return (struct smtp__conn *)conn;
+}
+
+static inline struct smtp__conn *smtp__conn_of_dc(delivery_construct *dc)
+{
+    return smtp__conn_of(dc->conn_handle->conn);
+}
+
+/* Milliseconds on the monotonic clock. */
+uint64_t smtp__now_ms(void);
+void smtp__timeval_now(struct timeval *tv);
+
+/* scheduler.c */
+const smtp_config *smtp__config(const smtp_scheduler *sched);
+void smtp__emit(struct smtp__conn *c, int type, int code, int error,
+                const char *text, size_t len);
+void smtp__emit_state(struct smtp__conn *c, const smtp_state *from);
+void smtp__emit_wire(struct smtp__conn *c, const char *bytes, size_t len,
+                     int sent);
+void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms);
+void smtp__conn_want(struct smtp__conn *c, int want);
+struct smtp__msg *smtp__dest_pop(struct smtp__dest *dest);
+void smtp__dest_push_front(struct smtp__dest *dest, struct smtp__msg *msg);
+bool smtp__draining(const smtp_scheduler *sched);
+void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg);
+void smtp__conn_mark_idle(struct smtp__conn *c, bool idle);
+void smtp__sched_forget(struct smtp__conn *c);
+void smtp__conn_check_buffered(struct smtp__conn *c);
+
+/* connection.c */
+int smtp__conn_fail(struct smtp__conn *c, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void smtp__conn_close(struct smtp__conn *c);
+int smtp__conn_flush(struct smtp__conn *c);
+void smtp__conn_enter_first_state(struct smtp__conn *c);
+void smtp__conn_dispatch(struct smtp__conn *c, int events);
+int smtp__conn_stage(struct smtp__conn *c);
+int smtp__conn_batch_add(struct smtp__conn *c, struct smtp__msg *msg);
+void smtp__conn_requeue_unstarted(struct smtp__conn *c);
+void smtp__conn_batch_compact(struct smtp__conn *c);
+
+/* outcome.c */
+void smtp__settle(struct smtp__conn *c, struct smtp__msg *msg, size_t rcpt,
+                  int kind, const smtp_reply *reply, int stage);
+void smtp__settle_unsettled(struct smtp__conn *c, int kind,
+                            const smtp_reply *reply, int stage);
+void smtp__settle_without_conn(smtp_scheduler *sched, struct smtp__msg *msg,
+                               int error, const char *text);
+int smtp__bounce_class(int kind, const smtp_reply *reply, int error);
+
+/* reader.c */
+bool smtp__conn_has_unread(struct smtp__conn *c);
+
+/* builtin_states.c */
+unsigned smtp__state_timeout_kind(const smtp_state *state);
+
+#endif /* SMTPSTATE_ENGINE_H */

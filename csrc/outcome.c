@@ -1,0 +1,183 @@
+/*
+ * outcome.c - the one place where a recipient's fate is decided.
+ *
+ * A recipient is settled exactly once: the first outcome wins and every
+ * later one is ignored, so a close after a partial failure cannot
+ * overwrite what a reply already decided.  When a message's last
+ * recipient is settled the scheduler lets go of it, and the caller may
+ * free its buffers from the outcome callback on.
+ */
+#include <string.h>
+
+#include "engine.h"
+
+static bool text_has(const char *text, const char *word)
+{
+    return text != NULL && strcasestr(text, word) != NULL;
+}
+
+/* A first guess at the bounce class from the reply's codes and words;
+ * good enough for logs, refined by classifiers later. */
+int smtp__bounce_class(int kind, const smtp_reply *reply, int error)
+{
+    const char *text = reply ? reply->text : NULL;
+    const char *enh = reply ? reply->enhanced : "";
+
+    if (kind == SMTP_OUTCOME_DELIVERED)
+        return 0;
+    if (error == SMTP_ETIMEOUT)
+        return SMTP_BOUNCE_TIMEOUT;
+    if (reply == NULL || reply->code == 0)
+        return SMTP_BOUNCE_TRANSIENT;
+    if (strncmp(enh + 1, ".2.2", 4) == 0 || text_has(text, "quota") ||
+        text_has(text, "mailbox full"))
+        return SMTP_BOUNCE_MAILBOX_FULL;
+    if (strncmp(enh + 1, ".3.4", 4) == 0 || reply->code == 552)
+        return SMTP_BOUNCE_TOO_LARGE;
+    if (text_has(text, "relay"))
+        return SMTP_BOUNCE_RELAY_DENIED;
+    if (text_has(text, "spam"))
+        return SMTP_BOUNCE_SPAM_BLOCK;
+    if (kind == SMTP_OUTCOME_TRANSIENT)
+        return SMTP_BOUNCE_SOFT;
+    if (strncmp(enh + 1, ".1.1", 4) == 0 || reply->code == 550 ||
+        reply->code == 553 || text_has(text, "unknown user"))
+        return SMTP_BOUNCE_INVALID_RECIPIENT;
+    return SMTP_BOUNCE_GENERIC;
+}
+
+static void report(smtp_scheduler *sched, struct smtp__conn *c,
+                   struct smtp__msg *msg, size_t rcpt, int kind,
+                   const smtp_reply *reply, int stage, int error,
+                   const char *why)
+{
+    const smtp_config *cfg = smtp__config(sched);
+    bool by_reply = reply != NULL && reply->code != 0;
+    smtp_outcome out = {
+        .message = msg->m,
+        .rcpt = rcpt,
+        .kind = kind,
+        .code = by_reply ? reply->code : 0,
+        .enhanced = by_reply ? reply->enhanced : "",
+        .text = by_reply ? reply->text : why,
+        .stage = stage,
+        .state = c && c->pub.state ? c->pub.state->name : "",
+        .bounce_class = smtp__bounce_class(kind, reply, error),
+        .error = by_reply ? 0 : error,
+        .session_id = c ? c->pub.session_id : 0,
+    };
+
+    cfg->on_outcome(&out, cfg->outcome_arg);
+    if (c != NULL)
+        smtp__emit(c, SMTP_EVENT_OUTCOME, out.code, out.error, out.text,
+                   strlen(out.text));
+}
+
+static void count(address_metrics *am, int kind)
+{
+    if (kind == SMTP_OUTCOME_DELIVERED)
+        am->delivered++;
+    else if (kind == SMTP_OUTCOME_TRANSIENT)
+        am->transient++;
+    else
+        am->permanent++;
+}
+
+static bool is_settled(unsigned char status)
+{
+    return status >= SMTP_OUTCOME_DELIVERED &&
+           status <= SMTP_OUTCOME_PERMANENT;
+}
+
+/* Marks one recipient; returns true when it was the message's last. */
+static bool mark(struct smtp__msg *msg, size_t rcpt, int kind)
+{
+    msg->rcpt_status[rcpt] = (unsigned char)kind;
+    msg->unsettled--;
+    return msg->unsettled == 0;
+}
+
+static void drop_from_batch(struct smtp__conn *c, struct smtp__msg *msg)
+{
+    for (size_t i = 0; i < c->batch_len; i++) {
+        if (c->batch[i] == msg) {
+            c->batch[i] = NULL;
+            c->batch_pub[i] = NULL;
+        }
+    }
+}
+
+void smtp__settle(struct smtp__conn *c, struct smtp__msg *msg, size_t rcpt,
+                  int kind, const smtp_reply *reply, int stage)
+{
+    if (msg == NULL || rcpt >= msg->m->nrecipients ||
+        is_settled(msg->rcpt_status[rcpt]))
+        return;
+    if (kind < SMTP_OUTCOME_DELIVERED || kind > SMTP_OUTCOME_PERMANENT)
+        kind = SMTP_OUTCOME_TRANSIENT;
+
+    bool last = mark(msg, rcpt, kind);
+    count(&c->dest->metrics, kind);
+    report(c->sched, c, msg, rcpt, kind, reply, stage, c->error,
+           c->error_text[0] ? c->error_text : smtp_strerror(c->error));
+    if (last) {
+        drop_from_batch(c, msg);
+        smtp__msg_release(c->sched, msg);
+    }
+}
+
+static void settle_message(struct smtp__conn *c, struct smtp__msg *msg,
+                           int kind, const smtp_reply *reply, int stage)
+{
+    size_t n = msg->m->nrecipients;
+
+    for (size_t r = 0; r < n && c->batch != NULL; r++) {
+        bool last = msg->unsettled == 1 &&
+                    !is_settled(msg->rcpt_status[r]);
+        smtp__settle(c, msg, r, kind, reply, stage);
+        if (last)
+            return; /* msg was released */
+    }
+}
+
+void smtp__settle_unsettled(struct smtp__conn *c, int kind,
+                            const smtp_reply *reply, int stage)
+{
+    for (size_t i = 0; i < c->batch_len; i++) {
+        if (c->batch[i] != NULL)
+            settle_message(c, c->batch[i], kind, reply, stage);
+    }
+}
+
+void smtp__settle_without_conn(smtp_scheduler *sched, struct smtp__msg *msg,
+                               int error, const char *text)
+{
+    for (size_t r = 0; r < msg->m->nrecipients; r++) {
+        if (is_settled(msg->rcpt_status[r]))
+            continue;
+        msg->rcpt_status[r] = SMTP_OUTCOME_TRANSIENT;
+        msg->dest->metrics.transient++;
+        report(sched, NULL, msg, r, SMTP_OUTCOME_TRANSIENT, NULL,
+               SMTP_STAGE_NOT_CONNECTED, error, text);
+    }
+    smtp__msg_release(sched, msg);
+}
+
+SMTP_API void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
+                               int kind, const smtp_reply *reply, int stage)
+{
+    struct smtp__conn *c = smtp__conn_of_dc(dc);
+
+    if (message < 0) {
+        smtp__settle_unsettled(c, kind, reply, stage);
+        return;
+    }
+    if ((size_t)message >= c->batch_len || c->batch[message] == NULL)
+        return;
+
+    struct smtp__msg *msg = c->batch[message];
+    if (rcpt < 0)
+        settle_message(c, msg, kind, reply, stage);
+    else
+        smtp__settle(c, msg, (size_t)rcpt, kind, reply, stage);
+}

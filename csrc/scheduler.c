@@ -1,0 +1,886 @@
+/*
+ * scheduler.c - the loop that drives every connection.
+ *
+ * One turn of the loop is a fixed sequence of phases: wait for readiness
+ * (no longer than the earliest deadline), hand each ready connection to
+ * its state, fire the deadlines that are due, deliver wake-ups and
+ * replies already buffered, open connections for queued work, and free
+ * the connections closed during the turn.  A closed connection is freed
+ * only at the end of a turn, so a pointer held during a phase stays
+ * valid.  The scheduler owns each submitted message until its last
+ * recipient has an outcome; `pending` counts them and bounds submission.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deadlines.h"
+#include "engine.h"
+#include "state_table.h"
+
+#define EPOLL_BATCH 256
+#define ADDRESS_MAX 998 /* longest envelope address accepted */
+
+struct smtp_scheduler {
+    smtp_config cfg;
+    int epfd;
+    struct smtp__dest *dests;
+    struct smtp__conn *conns;      /* every open connection */
+    struct smtp__conn *wake_head;  /* connections with pending_events */
+    struct smtp__conn *dead;       /* closed this turn, freed at its end */
+    struct smtp__deadlines deadlines;
+    size_t pending;                /* messages not yet settled */
+    unsigned connections;
+    bool draining;                 /* no new work: submit refused */
+    bool finishing;                /* run(): QUIT connections when idle */
+    uint64_t next_session;
+};
+
+uint64_t smtp__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void smtp__timeval_now(struct timeval *tv)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+}
+
+SMTP_API void smtp_config_init(smtp_config *cfg)
+{
+    static const unsigned seconds[SMTP_TIMEOUT_COUNT] = {
+        [SMTP_TIMEOUT_CONNECT] = 30, [SMTP_TIMEOUT_BANNER] = 300,
+        [SMTP_TIMEOUT_EHLO] = 300,   [SMTP_TIMEOUT_MAIL] = 300,
+        [SMTP_TIMEOUT_RCPT] = 300,   [SMTP_TIMEOUT_DATA] = 120,
+        [SMTP_TIMEOUT_BODY] = 180,   [SMTP_TIMEOUT_CONFIRM] = 600,
+        [SMTP_TIMEOUT_RSET] = 30,    [SMTP_TIMEOUT_QUIT] = 30,
+        [SMTP_TIMEOUT_TLS] = 300,    [SMTP_TIMEOUT_IDLE] = 5,
+        [SMTP_TIMEOUT_CUSTOM] = 300,
+    };
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->queue_capacity = 10000;
+    cfg->max_connections = 100;
+    cfg->max_connections_per_destination = 20;
+    cfg->max_messages_per_connection = 100;
+    cfg->max_recipients_per_transaction = 100;
+    for (int i = 0; i < SMTP_TIMEOUT_COUNT; i++)
+        cfg->timeout_ms[i] = seconds[i] * 1000u;
+}
+
+const smtp_config *smtp__config(const smtp_scheduler *sched)
+{
+    return &sched->cfg;
+}
+
+bool smtp__draining(const smtp_scheduler *sched)
+{
+    return sched->draining || sched->finishing;
+}
+
+static bool config_is_valid(const smtp_config *cfg)
+{
+    if (cfg == NULL || cfg->on_outcome == NULL)
+        return false;
+    if (cfg->queue_capacity == 0 || cfg->max_connections == 0 ||
+        cfg->max_connections_per_destination == 0 ||
+        cfg->max_messages_per_connection == 0 ||
+        cfg->max_recipients_per_transaction == 0)
+        return false;
+    for (int i = 0; i < SMTP_TIMEOUT_COUNT; i++) {
+        if (cfg->timeout_ms[i] == 0)
+            return false;
+    }
+    return true;
+}
+
+SMTP_API smtp_scheduler *smtp_scheduler_new(const smtp_config *cfg)
+{
+    if (!smtp__require_owner("smtp_scheduler_new"))
+        return NULL;
+    if (!config_is_valid(cfg)) {
+        smtp__fail(SMTP_EINVAL, "smtp_scheduler_new: the config needs "
+                   "on_outcome and non-zero limits and timeouts (rule: "
+                   "valid config)");
+        return NULL;
+    }
+
+    smtp_scheduler *sched = calloc(1, sizeof(*sched));
+    if (sched == NULL) {
+        smtp__fail(SMTP_ENOMEM, "smtp_scheduler_new: out of memory");
+        return NULL;
+    }
+    sched->cfg = *cfg;
+    sched->next_session = ((uint64_t)getpid() << 32) + 1;
+    sched->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (sched->epfd < 0) {
+        free(sched);
+        smtp__fail(SMTP_EIO, "smtp_scheduler_new: epoll_create1: %s",
+                   strerror(errno));
+        return NULL;
+    }
+    smtp__succeed();
+    return sched;
+}
+
+/* ---- events ---------------------------------------------------------- */
+
+static const char *state_name(const struct smtp__conn *c)
+{
+    return c->pub.state ? c->pub.state->name : "";
+}
+
+void smtp__emit(struct smtp__conn *c, int type, int code, int error,
+                const char *text, size_t len)
+{
+    smtp_scheduler *sched = c->sched;
+
+    if (sched->cfg.on_event == NULL)
+        return;
+
+    smtp_event ev = {
+        .type = type,
+        .session_id = c->pub.session_id,
+        .state = state_name(c),
+        .from = "",
+        .stage = smtp__conn_stage(c),
+        .code = code,
+        .error = error,
+        .text = text ? text : "",
+        .len = text ? len : 0,
+        .peer = c->dest->peer,
+        .connections = sched->connections,
+    };
+    sched->cfg.on_event(&ev, sched->cfg.event_arg);
+}
+
+void smtp__emit_state(struct smtp__conn *c, const smtp_state *from)
+{
+    smtp_scheduler *sched = c->sched;
+
+    if (sched->cfg.on_event == NULL)
+        return;
+
+    smtp_event ev = {
+        .type = SMTP_EVENT_STATE,
+        .session_id = c->pub.session_id,
+        .state = state_name(c),
+        .from = from ? from->name : "",
+        .stage = smtp__conn_stage(c),
+        .text = "",
+        .peer = c->dest->peer,
+        .connections = sched->connections,
+    };
+    sched->cfg.on_event(&ev, sched->cfg.event_arg);
+}
+
+void smtp__emit_wire(struct smtp__conn *c, const char *bytes, size_t len,
+                     int sent)
+{
+    smtp_scheduler *sched = c->sched;
+
+    if (sched->cfg.on_event == NULL)
+        return;
+
+    smtp_event ev = {
+        .type = SMTP_EVENT_WIRE,
+        .session_id = c->pub.session_id,
+        .state = state_name(c),
+        .from = "",
+        .stage = smtp__conn_stage(c),
+        .text = bytes,
+        .len = len,
+        .sent = sent,
+        .peer = c->dest->peer,
+        .connections = sched->connections,
+    };
+    sched->cfg.on_event(&ev, sched->cfg.event_arg);
+}
+
+/* ---- destinations and their queues ------------------------------------ */
+
+static bool text_is_clean(const char *s, size_t max)
+{
+    size_t len = strnlen(s, max + 1);
+
+    if (len > max)
+        return false;
+    return strpbrk(s, "\r\n<>") == NULL;
+}
+
+static int check_destination(const smtp_destination *dest)
+{
+    const char *func = "smtp_scheduler_submit";
+
+    if (dest == NULL || dest->host == NULL || dest->host[0] == '\0' ||
+        !text_is_clean(dest->host, 255))
+        return smtp__fail(SMTP_EINVAL, "%s: destination host is missing "
+                          "or malformed (rule: host)", func);
+    if (dest->port < 1 || dest->port > 65535)
+        return smtp__fail(SMTP_EINVAL, "%s: destination port %d is out of "
+                          "range (rule: port 1-65535)", func, dest->port);
+    if (dest->helo != NULL &&
+        (dest->helo[0] == '\0' || !text_is_clean(dest->helo, 255) ||
+         strchr(dest->helo, ' ') != NULL))
+        return smtp__fail(SMTP_EINVAL, "%s: EHLO name is empty or holds "
+                          "CR, LF, space or angle brackets (rule: EHLO "
+                          "name)", func);
+    if (dest->source != NULL && !text_is_clean(dest->source, 64))
+        return smtp__fail(SMTP_EINVAL, "%s: source address is malformed "
+                          "(rule: source)", func);
+    return 0;
+}
+
+static int check_message(const smtp_message *msg)
+{
+    const char *func = "smtp_scheduler_submit";
+
+    if (msg == NULL)
+        return smtp__fail(SMTP_EINVAL, "%s: message is NULL (rule: "
+                          "message required)", func);
+    if (msg->sender == NULL || !text_is_clean(msg->sender, ADDRESS_MAX))
+        return smtp__fail(SMTP_EINVAL, "%s: sender is missing or holds CR, "
+                          "LF or angle brackets (rule: address)", func);
+    if (msg->nrecipients == 0 || msg->recipients == NULL)
+        return smtp__fail(SMTP_EINVAL, "%s: no recipients (rule: at least "
+                          "one recipient)", func);
+    for (size_t i = 0; i < msg->nrecipients; i++) {
+        const char *rcpt = msg->recipients[i];
+        if (rcpt == NULL || rcpt[0] == '\0' ||
+            !text_is_clean(rcpt, ADDRESS_MAX))
+            return smtp__fail(SMTP_EINVAL, "%s: recipient %zu is empty or "
+                              "holds CR, LF or angle brackets (rule: "
+                              "address)", func, i);
+    }
+    if (msg->path == NULL && msg->data == NULL && msg->len > 0)
+        return smtp__fail(SMTP_EINVAL, "%s: message has a length but no "
+                          "data (rule: body)", func);
+    if (msg->path != NULL && access(msg->path, R_OK) != 0)
+        return smtp__fail(SMTP_EINVAL, "%s: cannot read %s: %s (rule: "
+                          "body)", func, msg->path, strerror(errno));
+    return 0;
+}
+
+static void dest_resolve(struct smtp__dest *d)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    char port[8];
+
+    snprintf(port, sizeof(port), "%d", d->port);
+    if (getaddrinfo(d->host, port, &hints, &res) != 0 || res == NULL)
+        return;
+    d->addr = malloc(sizeof(*d->addr));
+    if (d->addr != NULL) {
+        memcpy(d->addr, res->ai_addr, res->ai_addrlen);
+        d->addrlen = (unsigned)res->ai_addrlen;
+    }
+    freeaddrinfo(res);
+}
+
+static char *dest_key(const smtp_destination *dest)
+{
+    size_t cap = 600;
+    char *key = malloc(cap);
+
+    if (key != NULL)
+        snprintf(key, cap, "%s|%d|%s|%s", dest->host, dest->port,
+                 dest->helo ? dest->helo : "", dest->source ? dest->source
+                 : "");
+    return key;
+}
+
+static void dest_free(struct smtp__dest *d)
+{
+    free(d->key);
+    free(d->host);
+    free(d->helo);
+    free(d->source);
+    free(d->addr);
+    free(d);
+}
+
+static struct smtp__dest *dest_create(const smtp_destination *dest, char *key)
+{
+    struct smtp__dest *d = calloc(1, sizeof(*d));
+
+    if (d == NULL)
+        return NULL;
+    d->key = key;
+    d->host = strdup(dest->host);
+    d->helo = strdup(dest->helo ? dest->helo : "localhost");
+    d->source = dest->source ? strdup(dest->source) : NULL;
+    d->port = dest->port;
+    if (d->host == NULL || d->helo == NULL ||
+        (dest->source != NULL && d->source == NULL)) {
+        dest_free(d);
+        return NULL;
+    }
+    snprintf(d->peer, sizeof(d->peer), "%s:%d", d->host, d->port);
+    d->domain.name = d->host;
+    d->domain.host = d->host;
+    d->domain.port = d->port;
+    d->domain.helo = d->helo;
+    dest_resolve(d);
+    return d;
+}
+
+static struct smtp__dest *dest_intern(smtp_scheduler *sched,
+                                      const smtp_destination *dest)
+{
+    char *key = dest_key(dest);
+
+    if (key == NULL)
+        return NULL;
+    for (struct smtp__dest *d = sched->dests; d != NULL; d = d->next) {
+        if (strcmp(d->key, key) == 0) {
+            free(key);
+            return d;
+        }
+    }
+
+    struct smtp__dest *d = dest_create(dest, key);
+    if (d == NULL) {
+        free(key);
+        return NULL;
+    }
+    d->next = sched->dests;
+    sched->dests = d;
+    return d;
+}
+
+static void dest_push_back(struct smtp__dest *d, struct smtp__msg *msg)
+{
+    msg->next = NULL;
+    if (d->queue_tail)
+        d->queue_tail->next = msg;
+    else
+        d->queue_head = msg;
+    d->queue_tail = msg;
+    d->queued++;
+}
+
+void smtp__dest_push_front(struct smtp__dest *d, struct smtp__msg *msg)
+{
+    msg->next = d->queue_head;
+    d->queue_head = msg;
+    if (d->queue_tail == NULL)
+        d->queue_tail = msg;
+    d->queued++;
+}
+
+struct smtp__msg *smtp__dest_pop(struct smtp__dest *d)
+{
+    struct smtp__msg *msg = d->queue_head;
+
+    if (msg == NULL)
+        return NULL;
+    d->queue_head = msg->next;
+    if (d->queue_head == NULL)
+        d->queue_tail = NULL;
+    d->queued--;
+    msg->next = NULL;
+    return msg;
+}
+
+/* ---- submission --------------------------------------------------------- */
+
+SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
+                                   const smtp_destination *dest,
+                                   const smtp_message *msg)
+{
+    const char *func = "smtp_scheduler_submit";
+
+    if (!smtp__require_owner(func))
+        return SMTP_ETHREAD;
+    if (sched == NULL)
+        return smtp__fail(SMTP_EINVAL, "%s: scheduler is NULL", func);
+    if (sched->draining)
+        return smtp__fail(SMTP_ECLOSED, "%s: the scheduler is draining "
+                          "(rule: no work after drain)", func);
+    if (check_destination(dest) != 0 || check_message(msg) != 0)
+        return SMTP_EINVAL;
+    if (sched->pending >= sched->cfg.queue_capacity)
+        return smtp__fail(SMTP_EAGAIN, "%s: %zu messages are unsettled, the "
+                          "queue capacity (rule: backpressure)", func,
+                          sched->pending);
+
+    struct smtp__dest *d = dest_intern(sched, dest);
+    struct smtp__msg *m = calloc(1, sizeof(*m));
+    unsigned char *status = calloc(msg->nrecipients, 1);
+    if (d == NULL || m == NULL || status == NULL) {
+        free(m);
+        free(status);
+        return smtp__fail(SMTP_ENOMEM, "%s: out of memory", func);
+    }
+    m->m = msg;
+    m->dest = d;
+    m->rcpt_status = status;
+    m->unsettled = msg->nrecipients;
+    dest_push_back(d, m);
+    sched->pending++;
+    smtp__succeed();
+    return 0;
+}
+
+void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg)
+{
+    free(msg->rcpt_status);
+    free(msg);
+    sched->pending--;
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms)
+{
+    if (smtp__deadlines_set(&c->sched->deadlines, c, at_ms) != 0)
+        smtp__conn_fail(c, SMTP_ENOMEM, "no memory for a deadline");
+}
+
+void smtp__conn_want(struct smtp__conn *c, int want)
+{
+    int interest = 0;
+    struct epoll_event ev;
+
+    if (c->closed)
+        return;
+    c->want = want;
+    if (want & SMTP_WANT_READ)
+        interest |= EPOLLIN;
+    if ((want & SMTP_WANT_WRITE) || c->wstart < c->wend || c->connecting)
+        interest |= EPOLLOUT;
+    if (interest == c->interest)
+        return;
+    ev.events = (uint32_t)interest;
+    ev.data.ptr = c;
+    if (epoll_ctl(c->sched->epfd, EPOLL_CTL_MOD, c->pub.fd, &ev) != 0) {
+        smtp__conn_fail(c, SMTP_EIO, "epoll_ctl: %s", strerror(errno));
+        return;
+    }
+    c->interest = interest;
+}
+
+static void wake_push(struct smtp__conn *c, int events)
+{
+    smtp_scheduler *sched = c->sched;
+
+    c->pending_events |= events;
+    if (c->on_wake_list)
+        return;
+    c->on_wake_list = true;
+    c->wake_next = sched->wake_head;
+    sched->wake_head = c;
+}
+
+SMTP_API void smtp_conn_wake(connection *conn)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+
+    if (!c->closed)
+        wake_push(c, E_ASYNC);
+}
+
+void smtp__conn_mark_idle(struct smtp__conn *c, bool idle)
+{
+    struct smtp__conn **link = &c->dest->idle;
+
+    while (*link != NULL && *link != c)
+        link = &(*link)->idle_next;
+    if (*link == c)
+        *link = c->idle_next;
+    c->idle_next = NULL;
+    if (idle) {
+        c->idle_next = c->dest->idle;
+        c->dest->idle = c;
+    }
+}
+
+/* Called by connection.c after a close, with the engine's lists still
+ * naming c: unlink it everywhere and park it until the turn ends. */
+void smtp__sched_forget(struct smtp__conn *c)
+{
+    smtp_scheduler *sched = c->sched;
+
+    smtp__conn_mark_idle(c, false);
+    smtp__deadlines_set(&sched->deadlines, c, 0);
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        sched->conns = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    c->dest->connections--;
+    sched->connections--;
+    c->all_next = sched->dead;
+    sched->dead = c;
+}
+
+static struct smtp__conn *conn_alloc(smtp_scheduler *sched,
+                                     struct smtp__dest *d)
+{
+    struct smtp__conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->sched = sched;
+    c->dest = d;
+    c->pub.fd = -1;
+    c->pub.domain = &d->domain;
+    c->pub.session_id = sched->next_session++;
+    c->handle.conn = &c->pub;
+    c->dc.e = &c->ev;
+    c->dc.conn_handle = &c->handle;
+    c->dc.current = -1;
+    c->ev.fd = -1;
+    c->txn.msg = -1;
+    return c;
+}
+
+static int open_socket(struct smtp__dest *d)
+{
+    int fd = socket(d->addr->ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (d->source != NULL) {
+        struct addrinfo hints = {.ai_flags = AI_NUMERICHOST,
+                                 .ai_family = d->addr->ss_family};
+        struct addrinfo *res = NULL;
+        int bad = getaddrinfo(d->source, NULL, &hints, &res) != 0 ||
+                  bind(fd, res->ai_addr, res->ai_addrlen) != 0;
+        if (res)
+            freeaddrinfo(res);
+        if (bad) {
+            close(fd);
+            return -1;
+        }
+    }
+    if (connect(fd, (struct sockaddr *)d->addr, d->addrlen) != 0 &&
+        errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Opens a connection for `msg`; the message fails transiently when the
+ * connection cannot even be started. */
+static void conn_open(smtp_scheduler *sched, struct smtp__dest *d,
+                      struct smtp__msg *msg)
+{
+    if (d->addr == NULL) {
+        smtp__settle_without_conn(sched, msg, SMTP_ECONNECT,
+                                  "cannot resolve the destination host");
+        return;
+    }
+
+    struct smtp__conn *c = conn_alloc(sched, d);
+    int fd = c ? open_socket(d) : -1;
+    if (fd < 0) {
+        char text[160];
+        snprintf(text, sizeof(text), "cannot connect to %s: %s", d->peer,
+                 strerror(errno));
+        free(c);
+        smtp__settle_without_conn(sched, msg, SMTP_ECONNECT, text);
+        return;
+    }
+
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    c->pub.fd = fd;
+    c->ev.fd = fd;
+    c->connecting = true;
+    c->interest = EPOLLOUT;
+    epoll_ctl(sched->epfd, EPOLL_CTL_ADD, fd, &ev);
+    c->all_next = sched->conns;
+    if (sched->conns)
+        sched->conns->all_prev = c;
+    sched->conns = c;
+    d->connections++;
+    sched->connections++;
+    d->metrics.connections++;
+    smtp__conn_batch_add(c, msg);
+    smtp__deadline_set(c, smtp__now_ms() +
+                       sched->cfg.timeout_ms[SMTP_TIMEOUT_CONNECT]);
+}
+
+static void connected(struct smtp__conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->pub.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        smtp__conn_fail(c, SMTP_ECONNECT, "cannot connect to %s: %s",
+                        c->dest->peer, strerror(err));
+        return;
+    }
+    c->connecting = false;
+    c->pub.in_use = 1;
+    smtp__emit(c, SMTP_EVENT_CONNECT, 0, 0, NULL, 0);
+    smtp__conn_enter_first_state(c);
+}
+
+/* Hands queued messages to idle connections, then opens new ones. */
+static void dest_dispatch(smtp_scheduler *sched, struct smtp__dest *d)
+{
+    while (d->queued > 0 && d->idle != NULL) {
+        struct smtp__conn *c = d->idle;
+        smtp__conn_mark_idle(c, false);
+        smtp__conn_batch_add(c, smtp__dest_pop(d));
+        wake_push(c, E_ASYNC);
+    }
+    while (d->queued > 0 &&
+           d->connections < sched->cfg.max_connections_per_destination &&
+           sched->connections < sched->cfg.max_connections)
+        conn_open(sched, d, smtp__dest_pop(d));
+}
+
+static void open_connections(smtp_scheduler *sched)
+{
+    for (struct smtp__dest *d = sched->dests; d != NULL; d = d->next)
+        dest_dispatch(sched, d);
+}
+
+/* ---- the loop's phases ------------------------------------------------ */
+
+static void handle_ready(struct smtp__conn *c, uint32_t ready)
+{
+    int events = 0;
+
+    if (c->closed)
+        return;
+    if (c->connecting) {
+        connected(c);
+        return;
+    }
+    if ((ready & EPOLLOUT) && c->wstart < c->wend) {
+        int r = smtp__conn_flush(c);
+        if (r < 0) {
+            smtp__conn_fail(c, r, "write failed");
+            return;
+        }
+    }
+    if ((ready & EPOLLIN) && (c->want & SMTP_WANT_READ))
+        events |= E_READ;
+    if ((ready & EPOLLOUT) && (c->want & SMTP_WANT_WRITE) &&
+        c->wstart == c->wend)
+        events |= E_WRITE;
+    if ((ready & (EPOLLERR | EPOLLHUP)) && !(ready & EPOLLIN))
+        events |= E_EXCEPTION;
+    if (events)
+        smtp__conn_dispatch(c, events);
+    else
+        smtp__conn_want(c, c->want);
+}
+
+static void fire_deadlines(smtp_scheduler *sched, uint64_t now)
+{
+    struct smtp__conn *c;
+
+    while ((c = smtp__deadlines_first(&sched->deadlines)) != NULL &&
+           c->deadline_ms <= now) {
+        smtp__deadlines_set(&sched->deadlines, c, 0);
+        if (c->connecting) {
+            smtp__conn_fail(c, SMTP_ETIMEOUT, "connect to %s timed out",
+                            c->dest->peer);
+            continue;
+        }
+        smtp__conn_dispatch(c, E_TIMEOUT);
+        if (!c->closed && c->deadline_ms == 0)
+            smtp__conn_fail(c, SMTP_ETIMEOUT, "state %s kept the "
+                            "connection after E_TIMEOUT without a new "
+                            "deadline", state_name(c));
+    }
+}
+
+static int deliver_wakes(smtp_scheduler *sched)
+{
+    struct smtp__conn *c = sched->wake_head;
+    int handled = 0;
+
+    sched->wake_head = NULL;
+    while (c != NULL) {
+        struct smtp__conn *next = c->wake_next;
+        int events = c->pending_events;
+
+        c->on_wake_list = false;
+        c->pending_events = 0;
+        if (!c->closed && !c->connecting && events) {
+            smtp__conn_dispatch(c, events);
+            handled++;
+        }
+        c = next;
+    }
+    return handled;
+}
+
+/* Called after a state asked to read: a reply already buffered (sent in
+ * the same packet as an earlier one) will not wake epoll again. */
+void smtp__conn_check_buffered(struct smtp__conn *c)
+{
+    if ((c->want & SMTP_WANT_READ) && smtp__conn_has_unread(c))
+        wake_push(c, E_READ);
+}
+
+static void free_dead(smtp_scheduler *sched)
+{
+    struct smtp__conn *c = sched->dead;
+
+    sched->dead = NULL;
+    while (c != NULL) {
+        struct smtp__conn *next = c->all_next;
+        free(c->rbuf);
+        free(c->wbuf);
+        free(c->batch);
+        free(c->batch_pub);
+        free(c);
+        c = next;
+    }
+}
+
+static int wait_timeout(smtp_scheduler *sched, int timeout_ms)
+{
+    int due = smtp_scheduler_next_deadline(sched);
+
+    if (sched->wake_head != NULL)
+        return 0;
+    if (due >= 0 && (timeout_ms < 0 || due < timeout_ms))
+        return due;
+    return timeout_ms;
+}
+
+SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms)
+{
+    struct epoll_event ready[EPOLL_BATCH];
+    int handled = 0;
+
+    if (!smtp__require_owner("smtp_scheduler_run_once"))
+        return SMTP_ETHREAD;
+    open_connections(sched);
+
+    int n = epoll_wait(sched->epfd, ready, EPOLL_BATCH,
+                       wait_timeout(sched, timeout_ms));
+    if (n < 0 && errno != EINTR)
+        return smtp__fail(SMTP_EIO, "epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < n; i++)
+        handle_ready(ready[i].data.ptr, ready[i].events);
+    handled += n > 0 ? n : 0;
+    fire_deadlines(sched, smtp__now_ms());
+    handled += deliver_wakes(sched);
+    open_connections(sched);
+    free_dead(sched);
+    return handled;
+}
+
+static void quit_idle_connections(smtp_scheduler *sched)
+{
+    for (struct smtp__dest *d = sched->dests; d != NULL; d = d->next) {
+        while (d->idle != NULL) {
+            struct smtp__conn *c = d->idle;
+            smtp__conn_mark_idle(c, false);
+            wake_push(c, E_ASYNC);
+        }
+    }
+}
+
+SMTP_API int smtp_scheduler_run(smtp_scheduler *sched)
+{
+    if (!smtp__require_owner("smtp_scheduler_run"))
+        return SMTP_ETHREAD;
+    while (sched->pending > 0) {
+        int r = smtp_scheduler_run_once(sched, -1);
+        if (r < 0)
+            return r;
+    }
+    sched->finishing = true;
+    quit_idle_connections(sched);
+    while (sched->connections > 0) {
+        int r = smtp_scheduler_run_once(sched, -1);
+        if (r < 0)
+            break;
+    }
+    sched->finishing = false;
+    free_dead(sched);
+    smtp__succeed();
+    return 0;
+}
+
+SMTP_API int smtp_scheduler_fd(smtp_scheduler *sched)
+{
+    return sched->epfd;
+}
+
+SMTP_API int smtp_scheduler_next_deadline(smtp_scheduler *sched)
+{
+    struct smtp__conn *first = smtp__deadlines_first(&sched->deadlines);
+
+    if (sched->wake_head != NULL)
+        return 0;
+    if (first == NULL)
+        return -1;
+
+    uint64_t now = smtp__now_ms();
+    if (first->deadline_ms <= now)
+        return 0;
+    uint64_t left = first->deadline_ms - now;
+    return left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
+SMTP_API void smtp_scheduler_drain(smtp_scheduler *sched)
+{
+    sched->draining = true;
+    quit_idle_connections(sched);
+}
+
+SMTP_API size_t smtp_scheduler_pending(const smtp_scheduler *sched)
+{
+    return sched->pending;
+}
+
+SMTP_API unsigned smtp_scheduler_connections(const smtp_scheduler *sched)
+{
+    return sched->connections;
+}
+
+SMTP_API void smtp_scheduler_free(smtp_scheduler *sched)
+{
+    if (sched == NULL)
+        return;
+    while (sched->conns != NULL)
+        smtp__conn_fail(sched->conns, SMTP_ECLOSED,
+                        "the scheduler was freed");
+    for (struct smtp__dest *d = sched->dests; d != NULL;) {
+        struct smtp__dest *next = d->next;
+        struct smtp__msg *msg;
+        while ((msg = smtp__dest_pop(d)) != NULL)
+            smtp__settle_without_conn(sched, msg, SMTP_ECLOSED,
+                                      "the scheduler was freed");
+        dest_free(d);
+        d = next;
+    }
+    free_dead(sched);
+    smtp__deadlines_free(&sched->deadlines);
+    close(sched->epfd);
+    free(sched);
+}

@@ -1,0 +1,400 @@
+/*
+ * smtpstate-send - a pure-C driver of the engine: sends RFC 5322 files,
+ * or generated messages, to one server and prints one line per recipient
+ * outcome.  The tests and benchmarks use it; it shows an embedder how to
+ * submit with backpressure, step the loop and read outcomes and events.
+ *
+ *   smtpstate-send --port 2525 --from a@x --to b@y [--to ...] FILE...
+ *   smtpstate-send --port 2525 --from a@x --to b@y --count 1000 --size 1024
+ *
+ * Exit status: 0 all delivered, 75 only transient failures, 1 any
+ * permanent failure, 64 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "smtp.h"
+
+#define MAX_RECIPIENTS 1024
+
+struct totals {
+    unsigned long delivered, transient, permanent;
+    unsigned long sessions, closes, max_open, noops;
+    int quiet, trace;
+};
+
+struct options {
+    smtp_destination dest;
+    const char *from;
+    const char *to[MAX_RECIPIENTS];
+    size_t nto;
+    long count;
+    size_t size;
+    const char *noop_after;
+    smtp_config cfg;
+};
+
+static const char *kind_name(int kind)
+{
+    switch (kind) {
+    case SMTP_OUTCOME_DELIVERED:
+        return "delivered";
+    case SMTP_OUTCOME_PERMANENT:
+        return "permanent";
+    default:
+        return "transient";
+    }
+}
+
+/* Prints text as a quoted value with its control bytes escaped. */
+static void print_quoted(const char *text)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", stdout);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void on_outcome(const smtp_outcome *o, void *arg)
+{
+    struct totals *t = arg;
+
+    if (o->kind == SMTP_OUTCOME_DELIVERED)
+        t->delivered++;
+    else if (o->kind == SMTP_OUTCOME_PERMANENT)
+        t->permanent++;
+    else
+        t->transient++;
+    if (t->quiet)
+        return;
+    printf("id=%" PRIu64 " rcpt=%s result=%s code=%d enhanced=%s stage=%d "
+           "state=%s class=%d error=%s session=%" PRIx64 " text=",
+           o->message->id, o->message->recipients[o->rcpt],
+           kind_name(o->kind), o->code, o->enhanced[0] ? o->enhanced : "-",
+           o->stage, o->state[0] ? o->state : "-", o->bounce_class,
+           o->error ? smtp_error_name(o->error) : "-", o->session_id);
+    print_quoted(o->text);
+    putchar('\n');
+}
+
+static const char *event_name(int type)
+{
+    static const char *names[] = {"?", "connect", "state", "reply",
+                                  "outcome", "close", "wire"};
+    return type > 0 && type <= SMTP_EVENT_WIRE ? names[type] : "?";
+}
+
+static void on_event(const smtp_event *ev, void *arg)
+{
+    struct totals *t = arg;
+
+    if (ev->type == SMTP_EVENT_CONNECT) {
+        t->sessions++;
+        if (ev->connections > t->max_open)
+            t->max_open = ev->connections;
+    } else if (ev->type == SMTP_EVENT_CLOSE) {
+        t->closes++;
+    }
+    if (!t->trace)
+        return;
+    printf("event=%s session=%" PRIx64 " state=%s", event_name(ev->type),
+           ev->session_id, ev->state[0] ? ev->state : "-");
+    if (ev->type == SMTP_EVENT_STATE)
+        printf(" from=%s", ev->from[0] ? ev->from : "-");
+    if (ev->type == SMTP_EVENT_REPLY)
+        printf(" code=%d", ev->code);
+    if (ev->type == SMTP_EVENT_CLOSE)
+        printf(" error=%s", ev->error ? smtp_error_name(ev->error) : "-");
+    printf(" open=%u", ev->connections);
+    if (ev->type == SMTP_EVENT_CLOSE || ev->type == SMTP_EVENT_REPLY) {
+        fputs(" text=", stdout);
+        print_quoted(ev->text);
+    }
+    putchar('\n');
+}
+
+/* ---- a state from C: NOOP, once per pass through its place ---------- */
+
+static int noop_setup(const smtp_state *self, delivery_construct *dc,
+                      connection_handle *connh, struct timeval *now)
+{
+    (void)self, (void)dc, (void)now;
+    if (smtp_conn_write(connh->conn, "NOOP\r\n", 6) != 0)
+        return SMTP_ESTATE;
+    return SMTP_WANT_READ;
+}
+
+static int noop_callback(delivery_construct *dc, Event *e, connection *conn,
+                         connection_handle *connh, domain_record *domain,
+                         ec_binding_slot binding_slot, address_metrics *am,
+                         struct timeval *now, int events)
+{
+    struct totals *t = conn->state->closure;
+    int mask = SMTP_WANT_READ;
+    int r;
+
+    if (events & E_TIMEOUT)
+        CLOSECONN
+    r = read_smtp(dc, 250, now, &mask);
+    if (r == 0)
+        return mask;
+    if (r < 0) {
+        smtp_outcome_set(dc, -1, -1, r <= -500 ? SMTP_OUTCOME_PERMANENT
+                                               : SMTP_OUTCOME_TRANSIENT,
+                         r > -1000 ? &dc->last_reply : NULL,
+                         conn->state->tostage(conn->state, conn));
+        CLOSECONN
+    }
+    t->noops++;
+    smtp_next_state(dc, connh, NULL, now);
+    return SMTP_WANT_READ;
+}
+
+static int noop_tostage(const smtp_state *self, connection *conn)
+{
+    (void)self, (void)conn;
+    return SMTP_STAGE_CUSTOM + 1;
+}
+
+static const char *noop_tostring(const smtp_state *self, int stage)
+{
+    (void)self;
+    return stage == SMTP_STAGE_CUSTOM + 1 ? "during NOOP"
+                                          : smtp_stage_name(stage);
+}
+
+static int register_noop(const char *after, struct totals *t)
+{
+    int id = -1;
+    smtp_state s = {
+        .sizeof_smtp_state = sizeof(smtp_state),
+        .name = "c-noop",
+        .setup = noop_setup,
+        .callback = noop_callback,
+        .tostage = noop_tostage,
+        .tostring = noop_tostring,
+        .closure = t,
+    };
+
+    for (smtp_state *st = smtp_get_state_machine(); st;
+         st = smtp_state_next(st)) {
+        if (strcmp(st->name, after) == 0)
+            id = st->id;
+    }
+    if (id < 0) {
+        fprintf(stderr, "smtpstate-send: no state named %s\n", after);
+        return -1;
+    }
+    if (register_smtp_client_state(&s, id) < 0) {
+        fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- messages ---------------------------------------------------------- */
+
+static char *generate(long n, size_t size, size_t *len)
+{
+    char *buf = malloc(size + 512);
+    int head;
+
+    if (buf == NULL)
+        return NULL;
+    head = snprintf(buf, 512,
+                    "From: sender@example.com\r\nTo: rcpt@example.com\r\n"
+                    "Subject: message %ld\r\nMessage-ID: <%ld.%ld@"
+                    "smtpstate.test>\r\n\r\n", n, n, (long)time(NULL));
+    size_t at = (size_t)head;
+    while (at < size) {
+        size_t line = size - at < 78 ? size - at : 78;
+        memset(buf + at, 'a' + (char)(at % 26), line);
+        at += line;
+        if (at + 2 <= size) {
+            memcpy(buf + at, "\r\n", 2);
+            at += 2;
+        }
+    }
+    *len = at;
+    return buf;
+}
+
+static int submit_all(smtp_scheduler *sched, struct options *o,
+                      smtp_message *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r;
+        while ((r = smtp_scheduler_submit(sched, &o->dest, &msgs[i])) ==
+               SMTP_EAGAIN) {
+            if (smtp_scheduler_run_once(sched, -1) < 0)
+                return -1;
+        }
+        if (r != 0) {
+            fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
+            return -1;
+        }
+    }
+    return smtp_scheduler_run(sched);
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static const char *timeout_names[SMTP_TIMEOUT_COUNT] = {
+    "connect", "banner", "ehlo", "mail", "rcpt", "data", "body",
+    "confirm", "rset", "quit", "tls", "idle", "custom",
+};
+
+static int set_timeout(smtp_config *cfg, const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+
+    for (int i = 0; eq && i < SMTP_TIMEOUT_COUNT; i++) {
+        if (strlen(timeout_names[i]) == (size_t)(eq - spec) &&
+            strncmp(spec, timeout_names[i], (size_t)(eq - spec)) == 0) {
+            cfg->timeout_ms[i] = (unsigned)strtoul(eq + 1, NULL, 10);
+            return 0;
+        }
+    }
+    fprintf(stderr, "smtpstate-send: bad --timeout %s\n", spec);
+    return -1;
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: smtpstate-send [--host H] --port P --from A --to B "
+            "[--to C ...]\n"
+            "       [--count N --size BYTES] [--concurrency C] "
+            "[--per-connection N]\n"
+            "       [--timeout KIND=MS] [--noop-after STATE] [--quiet] "
+            "[--trace] [FILE...]\n");
+    return 64;
+}
+
+static int parse(int argc, char **argv, struct options *o, struct totals *t)
+{
+    static const struct option longopts[] = {
+        {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"helo", 1, 0, 'e'},
+        {"from", 1, 0, 'f'}, {"to", 1, 0, 't'}, {"count", 1, 0, 'n'},
+        {"size", 1, 0, 's'}, {"concurrency", 1, 0, 'c'},
+        {"per-connection", 1, 0, 'm'}, {"timeout", 1, 0, 'T'},
+        {"noop-after", 1, 0, 'N'}, {"quiet", 0, 0, 'q'},
+        {"trace", 0, 0, 'v'}, {"rcpt-per-transaction", 1, 0, 'r'},
+        {0, 0, 0, 0},
+    };
+    int ch;
+
+    o->dest.host = "127.0.0.1";
+    smtp_config_init(&o->cfg);
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'h': o->dest.host = optarg; break;
+        case 'p': o->dest.port = atoi(optarg); break;
+        case 'e': o->dest.helo = optarg; break;
+        case 'f': o->from = optarg; break;
+        case 't':
+            if (o->nto == MAX_RECIPIENTS)
+                return -1;
+            o->to[o->nto++] = optarg;
+            break;
+        case 'n': o->count = atol(optarg); break;
+        case 's': o->size = (size_t)atol(optarg); break;
+        case 'c':
+            o->cfg.max_connections = (unsigned)atoi(optarg);
+            o->cfg.max_connections_per_destination = o->cfg.max_connections;
+            break;
+        case 'm':
+            o->cfg.max_messages_per_connection = (unsigned)atoi(optarg);
+            break;
+        case 'r':
+            o->cfg.max_recipients_per_transaction = (unsigned)atoi(optarg);
+            break;
+        case 'T':
+            if (set_timeout(&o->cfg, optarg) != 0)
+                return -1;
+            break;
+        case 'N': o->noop_after = optarg; break;
+        case 'q': t->quiet = 1; break;
+        case 'v': t->trace = 1; break;
+        default: return -1;
+        }
+    }
+    if (o->from == NULL || o->nto == 0 || o->dest.port == 0)
+        return -1;
+    if ((o->count > 0) == (optind < argc))
+        return -1;
+    return 0;
+}
+
+static smtp_message *build_messages(struct options *o, int argc, char **argv,
+                                    size_t *n)
+{
+    *n = o->count > 0 ? (size_t)o->count : (size_t)(argc - optind);
+
+    smtp_message *msgs = calloc(*n, sizeof(*msgs));
+    if (msgs == NULL)
+        return NULL;
+    for (size_t i = 0; i < *n; i++) {
+        msgs[i].sender = o->from;
+        msgs[i].recipients = o->to;
+        msgs[i].nrecipients = o->nto;
+        msgs[i].id = i + 1;
+        if (o->count > 0)
+            msgs[i].data = generate((long)i + 1, o->size, &msgs[i].len);
+        else
+            msgs[i].path = argv[optind + (int)i];
+        if (o->count > 0 && msgs[i].data == NULL)
+            return NULL;
+    }
+    return msgs;
+}
+
+int main(int argc, char **argv)
+{
+    struct totals totals = {0};
+    struct options opts = {0};
+    size_t n = 0;
+
+    if (parse(argc, argv, &opts, &totals) != 0)
+        return usage();
+    if (opts.noop_after && register_noop(opts.noop_after, &totals) != 0)
+        return 64;
+    opts.cfg.on_outcome = on_outcome;
+    opts.cfg.outcome_arg = &totals;
+    opts.cfg.on_event = on_event;
+    opts.cfg.event_arg = &totals;
+
+    smtp_message *msgs = build_messages(&opts, argc, argv, &n);
+    smtp_scheduler *sched = smtp_scheduler_new(&opts.cfg);
+    if (msgs == NULL || sched == NULL) {
+        fprintf(stderr, "smtpstate-send: %s\n",
+                sched ? "out of memory" : smtp_last_error());
+        return 1;
+    }
+    if (submit_all(sched, &opts, msgs, n) != 0)
+        return 1;
+    smtp_scheduler_free(sched);
+    fprintf(stderr, "summary messages=%zu delivered=%lu transient=%lu "
+            "permanent=%lu sessions=%lu closes=%lu max_open=%lu noops=%lu\n",
+            n, totals.delivered, totals.transient, totals.permanent,
+            totals.sessions, totals.closes, totals.max_open, totals.noops);
+    for (size_t i = 0; opts.count > 0 && i < n; i++)
+        free((char *)msgs[i].data);
+    free(msgs);
+    if (totals.permanent)
+        return 1;
+    return totals.transient ? 75 : 0;
+}
