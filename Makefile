@@ -24,8 +24,11 @@ UNITS = $(UNIT_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRCS = $(wildcard examples/*.c)
 EXAMPLES = $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/%)
 
+TOOL_SRCS = $(wildcard benchmarks/*.c)
+TOOLS = $(TOOL_SRCS:benchmarks/%.c=$(BUILD)/%)
+
 .PHONY: all check clean
-all: $(LIB) $(CTESTS) $(UNITS) $(EXAMPLES)
+all: $(LIB) $(CTESTS) $(UNITS) $(EXAMPLES) $(TOOLS)
 
 $(BUILD)/obj/%.o: csrc/%.c $(wildcard include/*.h csrc/*.h)
 	@mkdir -p $(dir $@)
@@ -42,6 +45,9 @@ $(BUILD)/tests/%: tests/c/%.c $(LIB) tests/c/ctest.h
 $(BUILD)/%: examples/%.c $(LIB)
 	$(CC) $(CFLAGS_BASE) $< -o $@ $(LDFLAGS_SAN) -L$(BUILD) -lsmtpstate \
 		-Wl,-rpath,'$$ORIGIN'
+
+$(BUILD)/%: benchmarks/%.c
+	$(CC) $(CFLAGS_BASE) $< -o $@ $(LDFLAGS_SAN)
 
 $(BUILD)/tests/unit_%: tests/c/unit_%.c $(LIB_OBJS) tests/c/ctest.h
 	@mkdir -p $(dir $@)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import pathlib
 from dataclasses import dataclass
 
 import pytest
 
+import driver
 import smtpstate
 from smtpstate import BuiltinState, SmtpState
 
@@ -60,3 +62,10 @@ def snapshot() -> TableSnapshot:
 @pytest.fixture
 def noop():
     return _noop
+
+
+@pytest.fixture(scope="session")
+def c_build() -> pathlib.Path:
+    """The C library, driver and test programs, built once per session."""
+    driver.build()
+    return driver.BUILD

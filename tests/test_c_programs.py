@@ -7,29 +7,17 @@ functions.  Each prints "N passed, N failed".
 
 from __future__ import annotations
 
-import os
-import pathlib
 import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BUILD = pathlib.Path(os.environ.get("SMTPSTATE_C_BUILD", ROOT / "build" / "c"))
+from driver import ROOT
+
 PROGRAMS = sorted(
     p.stem
     for pattern in ("test_*.c", "unit_*.c")
     for p in (ROOT / "tests" / "c").glob(pattern)
 )
-
-
-@pytest.fixture(scope="session")
-def c_build() -> pathlib.Path:
-    subprocess.run(
-        ["make", "-s", "-C", str(ROOT), f"BUILD={BUILD}", "all"],
-        check=True,
-        timeout=600,
-    )
-    return BUILD
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from canonical import canonical_body, wire_body
 
 # (label, body, canonical form, wire bytes)
