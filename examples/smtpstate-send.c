@@ -36,6 +36,7 @@ struct options {
     long count;
     size_t size;
     const char *noop_after;
+    long linger_ms;
     smtp_config cfg;
 };
 
@@ -232,6 +233,27 @@ static char *generate(long n, size_t size, size_t *len)
     return buf;
 }
 
+/* Steps the loop as an embedder would, without finishing: idle
+ * connections stay open until their idle deadline QUITs them. */
+static int linger(smtp_scheduler *sched, long ms)
+{
+    struct timespec start, now;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long spent = (now.tv_sec - start.tv_sec) * 1000 +
+                     (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (smtp_scheduler_pending(sched) == 0 &&
+            smtp_scheduler_connections(sched) == 0)
+            return 0;
+        if (spent >= ms)
+            return 0;
+        if (smtp_scheduler_run_once(sched, (int)(ms - spent)) < 0)
+            return -1;
+    }
+}
+
 static int submit_all(smtp_scheduler *sched, struct options *o,
                       smtp_message *msgs, size_t n)
 {
@@ -247,6 +269,8 @@ static int submit_all(smtp_scheduler *sched, struct options *o,
             return -1;
         }
     }
+    if (o->linger_ms > 0)
+        return linger(sched, o->linger_ms);
     return smtp_scheduler_run(sched);
 }
 
@@ -279,8 +303,9 @@ static int usage(void)
             "[--to C ...]\n"
             "       [--count N --size BYTES] [--concurrency C] "
             "[--per-connection N]\n"
-            "       [--timeout KIND=MS] [--noop-after STATE] [--quiet] "
-            "[--trace] [FILE...]\n");
+            "       [--timeout KIND=MS] [--noop-after STATE] [--linger MS]\n"
+            "       [--rcpt-per-transaction N] [--quiet] [--trace] "
+            "[FILE...]\n");
     return 64;
 }
 
@@ -293,6 +318,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"per-connection", 1, 0, 'm'}, {"timeout", 1, 0, 'T'},
         {"noop-after", 1, 0, 'N'}, {"quiet", 0, 0, 'q'},
         {"trace", 0, 0, 'v'}, {"rcpt-per-transaction", 1, 0, 'r'},
+        {"linger", 1, 0, 'L'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -327,6 +353,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
                 return -1;
             break;
         case 'N': o->noop_after = optarg; break;
+        case 'L': o->linger_ms = atol(optarg); break;
         case 'q': t->quiet = 1; break;
         case 'v': t->trace = 1; break;
         default: return -1;
