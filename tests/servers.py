@@ -1293,7 +1293,11 @@ class SmtpSink:
                 f"{self.executable} is not installed "
                 "(bash scripts/install-test-deps.sh installs it as root)"
             )
-        self._prepare_dirs()
+        try:
+            self._prepare_dirs()
+        except BaseException:
+            self._cleanup()
+            raise
         assert self._workdir is not None
         last_error = ""
         for attempt in range(5):
