@@ -37,6 +37,8 @@ struct options {
     size_t size;
     const char *noop_after;
     long linger_ms;
+    size_t pause_after;   /* submit this many, settle them, then pause */
+    long pause_ms;
     smtp_config cfg;
 };
 
@@ -254,11 +256,28 @@ static int linger(smtp_scheduler *sched, long ms)
     }
 }
 
+/* Settles what was submitted, keeping connections open, then sleeps
+ * without running the loop, as a busy embedder might. */
+static int settle_then_pause(smtp_scheduler *sched, long ms)
+{
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000};
+
+    while (smtp_scheduler_pending(sched) > 0) {
+        if (smtp_scheduler_run_once(sched, -1) < 0)
+            return -1;
+    }
+    nanosleep(&pause, NULL);
+    return 0;
+}
+
 static int submit_all(smtp_scheduler *sched, struct options *o,
                       smtp_message *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int r;
+        if (o->pause_after > 0 && i == o->pause_after &&
+            settle_then_pause(sched, o->pause_ms) != 0)
+            return -1;
         while ((r = smtp_scheduler_submit(sched, &o->dest, &msgs[i])) ==
                SMTP_EAGAIN) {
             if (smtp_scheduler_run_once(sched, -1) < 0)
@@ -304,8 +323,8 @@ static int usage(void)
             "       [--count N --size BYTES] [--concurrency C] "
             "[--per-connection N]\n"
             "       [--timeout KIND=MS] [--noop-after STATE] [--linger MS]\n"
-            "       [--rcpt-per-transaction N] [--quiet] [--trace] "
-            "[FILE...]\n");
+            "       [--rcpt-per-transaction N] [--pause-after N:MS] [--quiet]"
+            "\n       [--trace] [FILE...]\n");
     return 64;
 }
 
@@ -318,7 +337,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"per-connection", 1, 0, 'm'}, {"timeout", 1, 0, 'T'},
         {"noop-after", 1, 0, 'N'}, {"quiet", 0, 0, 'q'},
         {"trace", 0, 0, 'v'}, {"rcpt-per-transaction", 1, 0, 'r'},
-        {"linger", 1, 0, 'L'},
+        {"linger", 1, 0, 'L'}, {"pause-after", 1, 0, 'P'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -354,6 +373,10 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
             break;
         case 'N': o->noop_after = optarg; break;
         case 'L': o->linger_ms = atol(optarg); break;
+        case 'P':
+            if (sscanf(optarg, "%zu:%ld", &o->pause_after, &o->pause_ms) != 2)
+                return -1;
+            break;
         case 'q': t->quiet = 1; break;
         case 'v': t->trace = 1; break;
         default: return -1;

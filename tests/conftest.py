@@ -12,6 +12,8 @@ import driver
 import smtpstate
 from smtpstate import BuiltinState, SmtpState
 
+pytest_plugins = ["server_fixtures"]
+
 _probe_numbers = itertools.count()
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD = pathlib.Path(os.environ.get("SMTPSTATE_C_BUILD", ROOT / "build" / "c"))
+# SMTPSTATE_SAN=address,undefined builds the C side under sanitizers.
+SANITIZERS = os.environ.get("SMTPSTATE_SAN", "")
 DRIVER = BUILD / "smtpstate-send"
 
 _PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -59,7 +61,7 @@ class DriverRun:
 def build() -> None:
     """Builds the library, the driver and the C tests with make."""
     subprocess.run(
-        ["make", "-s", "-C", str(ROOT), f"BUILD={BUILD}", "all"],
+        ["make", "-s", "-C", str(ROOT), f"BUILD={BUILD}", f"SAN={SANITIZERS}", "all"],
         check=True,
         timeout=600,
     )

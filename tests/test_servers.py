@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+
 from servers import (
     CLOSE,
     CLOSE_AFTER,
@@ -26,8 +27,6 @@ from servers import (
     SmtpSink,
     unstuff,
 )
-
-pytest_plugins = ["server_fixtures"]
 
 Factory = Callable[..., ScriptedServer]
 SinkFactory = Callable[..., SmtpSink]

@@ -1,0 +1,384 @@
+"""The C engine end to end: the pure-C driver against real loopback servers.
+
+Nothing here goes through Python's binding: the driver links
+libsmtpstate.so built by make, and each test asserts what the server
+received and each recipient's outcome as the driver printed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from canonical import canonical_body, wire_body
+from driver import run_driver
+from servers import CLOSE, SILENCE, Script
+
+SENDER = "sender@client.test"
+RCPTS = ["r0@server.test", "r1@server.test", "r2@server.test"]
+MESSAGE = b"From: a@client.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+REPLY_4XX = "451 4.3.0 try again later"
+REPLY_5XX = "554 5.7.1 refused here"
+
+# Each stage: the Script field that answers it, the stage code the outcome
+# must carry, and the timeout that guards it.
+STAGES = {
+    "banner": ("banner", 12, "banner"),
+    "ehlo": ("ehlo", 10, "ehlo"),
+    "helo": ("helo", 10, "ehlo"),
+    "mail": ("mail", 2, "mail"),
+    "rcpt": ("rcpt", 4, "rcpt"),
+    "data": ("data", 6, "data"),
+    "body": ("end_of_data", 9, "confirm"),
+}
+FAULTS = {"4xx": REPLY_4XX, "5xx": REPLY_5XX, "close": CLOSE, "silence": SILENCE}
+
+
+@dataclass(frozen=True)
+class Expect:
+    result: str
+    code: str = "0"
+    enhanced: str = "-"
+    stage: str = "9"
+    error: str = "-"
+
+
+def fault_outcome(fault: str, stage: int, permanent_5xx: bool) -> Expect:
+    """What a fault at a stage makes of a recipient it concerns."""
+    if fault == "4xx":
+        return Expect("transient", "451", "4.3.0", str(stage))
+    if fault == "5xx":
+        kind = "permanent" if permanent_5xx else "transient"
+        return Expect(kind, "554", "5.7.1", str(stage))
+    error = "SMTP_ECLOSED" if fault == "close" else "SMTP_ETIMEOUT"
+    return Expect("transient", stage=str(stage), error=error)
+
+
+DELIVERED = Expect("delivered", "250", "2.0.0", "9")
+
+
+def expected(stage_name: str, fault: str) -> dict[str, Expect]:
+    """DESIGN 8's table, recipient by recipient."""
+    _, stage, _ = STAGES[stage_name]
+    if stage_name == "ehlo" and fault == "5xx":
+        return dict.fromkeys(RCPTS, DELIVERED)  # HELO takes over
+    if stage_name == "rcpt" and fault in ("4xx", "5xx"):
+        out = dict.fromkeys(RCPTS, DELIVERED)
+        out[RCPTS[1]] = fault_outcome(fault, stage, True)
+        return out
+    # The banner's 5xx is transient: another host may accept.
+    permanent = stage_name != "banner"
+    return dict.fromkeys(RCPTS, fault_outcome(fault, stage, permanent))
+
+
+def script_for(stage_name: str, fault: str) -> Script:
+    field_name, _, _ = STAGES[stage_name]
+    reply = FAULTS[fault]
+    options: dict[str, object] = {}
+    if stage_name == "helo":
+        options["ehlo"] = "502 5.5.2 Error: command not recognized"
+    if stage_name == "rcpt":
+        options["rcpt"] = lambda rcpt, index: reply if index == 1 else "250 2.1.5 Ok"
+    else:
+        options[field_name] = reply
+    return Script(**options)  # type: ignore[arg-type]
+
+
+def timeouts(guard: str, short_ms: int = 400) -> list[str]:
+    """Every deadline long but the one guarding the stage under test."""
+    kinds = ["banner", "ehlo", "mail", "rcpt", "data", "body", "confirm"]
+    args = []
+    for kind in kinds:
+        args += ["--timeout", f"{kind}={short_ms if kind == guard else 20000}"]
+    return args
+
+
+def message_file(tmp_path, data: bytes = MESSAGE, name: str = "m.eml"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def rcpt_args(rcpts: list[str]) -> list[str]:
+    return [arg for rcpt in rcpts for arg in ("--to", rcpt)]
+
+
+CASES = [(stage, fault) for stage in STAGES for fault in FAULTS]
+
+
+@pytest.mark.parametrize(("stage", "fault"), CASES, ids=[f"{s}-{f}" for s, f in CASES])
+def test_fault_at_stage_settles_each_recipient(
+    stage, fault, tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(script_for(stage, fault))
+    guard = STAGES[stage][2]
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        *rcpt_args(RCPTS),
+        *timeouts(guard),
+        str(message_file(tmp_path)),
+    )
+
+    got = {
+        o["rcpt"]: Expect(o["result"], o["code"], o["enhanced"], o["stage"], o["error"])
+        for o in run.outcomes
+    }
+    assert len(run.outcomes) == len(RCPTS), run.stderr
+    assert got == expected(stage, fault)
+    delivered = [r for r, e in expected(stage, fault).items() if e == DELIVERED]
+    if delivered:
+        (msg,) = server.wait_for_messages(1)
+        assert msg.data == MESSAGE
+        assert list(msg.accepted) == delivered
+    else:
+        # No message may have been accepted by the server's final reply.
+        assert all(not (m.reply or b"").startswith(b"2") for m in server.messages)
+
+
+@pytest.mark.parametrize("fault", ["4xx", "5xx"])
+def test_banner_refusal_is_followed_by_quit(
+    fault, tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(banner=FAULTS[fault]))
+    run_driver(
+        server.port, "--from", SENDER, "--to", RCPTS[0], str(message_file(tmp_path))
+    )
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs == ("QUIT",)
+
+
+def test_silent_server_fails_by_the_banner_deadline(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(banner=SILENCE))
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        *timeouts("banner", 300),
+        str(message_file(tmp_path)),
+    )
+    (outcome,) = run.outcomes
+    assert outcome["error"] == "SMTP_ETIMEOUT"
+    assert outcome["state"] == "banner" and outcome["stage"] == "12"
+    assert run.returncode == 75
+
+
+def test_idle_reused_connection_sends_quit_when_idle_time_ends(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--timeout",
+        "idle=300",
+        "--linger",
+        "10000",
+        str(message_file(tmp_path)),
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"]
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs == ("EHLO", "MAIL", "RCPT", "DATA", "QUIT")
+    (msg,) = session.messages
+    quit_at = next(e.at for e in session.transcript if e.data.startswith(b"QUIT"))
+    assert quit_at - msg.received_at >= 0.3  # not before the idle time
+    assert run.summary["closes"] == "1"
+
+
+def test_421_on_idle_connection_moves_rest_of_batch_to_new_connection(
+    tmp_path, c_build, scripted_server_factory
+):
+    first = Script(end_of_data=b"250 2.0.0 Ok\r\n421 4.3.2 going down\r\n")
+    server = scripted_server_factory(Script(), per_session={0: first})
+    files = [
+        str(message_file(tmp_path, MESSAGE.replace(b"hi", b"m%d" % i), f"{i}.eml"))
+        for i in range(3)
+    ]
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", RCPTS[0], "--concurrency", "1", *files
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 3
+    sessions = server.wait_for_closed_sessions(2)
+    assert [len(s.messages) for s in sessions] == [1, 2]
+    assert "QUIT" not in sessions[0].verbs  # the server closed it
+    by_id = {o["id"]: o["session"] for o in run.outcomes}
+    assert by_id["1"] != by_id["2"] == by_id["3"]
+
+
+def test_421_arriving_while_idle_requeues_work_handed_to_that_connection(
+    tmp_path, c_build, scripted_server_factory
+):
+    # The driver settles the first message, then sleeps without running the
+    # loop while the server sends 421 on the idle connection; the second
+    # message is handed to that connection before the 421 is read.
+    server = scripted_server_factory(
+        Script(), per_session={0: Script(idle_421_after=1, idle_421_delay=0.05)}
+    )
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(2)]
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--concurrency",
+        "1",
+        "--pause-after",
+        "1:400",
+        *files,
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 2
+    sessions = server.wait_for_closed_sessions(2)
+    assert [len(s.messages) for s in sessions] == [1, 1]
+    assert sessions[0].close_reason == "server"
+
+
+# Messages that test DESIGN 9's canonical form byte for byte.
+SPECIAL_BODIES = {
+    "lone-dot": b"Subject: dot\r\n\r\nbefore\r\n.\r\nafter\r\n",
+    "dot-leading": b"Subject: dots\r\n\r\n.one\r\n..two\r\n...\r\n. space\r\n",
+    "bare-cr": b"Subject: cr\r\n\r\nline one\rline two\r.\rend\r\n",
+    "bare-lf": b"Subject: lf\n\nline one\nline two\n.\n..\nend\n",
+    "mixed-ends": b"Subject: mix\r\n\r\na\nb\rc\r\nd\n\r.\n\r\n",
+    "no-final-newline": b"Subject: nonl\r\n\r\nno newline at the end",
+    "no-final-newline-dot": b"Subject: nonl\r\n\r\nends with a dot\r\n.",
+    "empty": b"",
+    "line-998": b"Subject: long\r\n\r\n" + b"x" * 998 + b"\r\n",
+    "line-5000": b"Subject: longer\r\n\r\n." + b"y" * 4999 + b"\r\n",
+    "two-mib": b"Subject: big\r\n\r\n"
+    + b"".join(
+        (b"." if i % 7 == 0 else b"") + b"%07d " % i + b"z" * 60 + b"\r\n"
+        for i in range(30000)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SPECIAL_BODIES))
+def test_capture_server_keeps_canonical_form(
+    name, tmp_path, c_build, scripted_server_factory
+):
+    data = SPECIAL_BODIES[name]
+    if name == "two-mib":
+        assert len(data) >= 2 * 1024 * 1024
+    server = scripted_server_factory(Script())
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        str(message_file(tmp_path, data)),
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"]
+    (msg,) = server.wait_for_messages(1)
+    assert msg.data == canonical_body(data)
+    assert msg.raw_data + b".\r\n" == wire_body(data)
+
+
+def test_thousand_messages_over_twenty_connections_to_smtp_sink(c_build, smtp_sink):
+    run = run_driver(
+        smtp_sink.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--count",
+        "1000",
+        "--size",
+        "1024",
+        "--concurrency",
+        "20",
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert [o["result"] for o in run.outcomes].count("delivered") == 1000
+    assert len({o["id"] for o in run.outcomes}) == 1000
+    assert smtp_sink.wait_for_messages(1000) == 1000
+    assert run.summary["max_open"] == "20"
+    assert 20 <= int(run.summary["sessions"]) <= 25
+    assert len({o["session"] for o in run.outcomes}) == int(run.summary["sessions"])
+
+
+def noop_positions(session) -> list[int]:
+    return [i for i, verb in enumerate(session.verbs) if verb == "NOOP"]
+
+
+def test_c_state_after_session_ready_runs_once_per_session(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(6)]
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--concurrency",
+        "2",
+        "--noop-after",
+        "session-ready",
+        *files,
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 6
+    sessions = server.wait_for_closed_sessions(2)
+    assert sum(len(s.messages) for s in sessions) == 6
+    assert any(len(s.messages) > 1 for s in sessions)
+    for session in sessions:
+        assert session.verbs.count("NOOP") == 1
+        assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
+    assert run.summary["noops"] == str(len(sessions))
+
+
+def test_c_state_after_transaction_runs_once_per_message(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(5)]
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--concurrency",
+        "1",
+        "--noop-after",
+        "transaction",
+        *files,
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 5
+    (session,) = server.wait_for_closed_sessions(1)
+    assert len(session.messages) == 5
+    verbs = [v for v in session.verbs if v in ("NOOP", "MAIL")]
+    assert verbs == ["NOOP", "MAIL"] * 5
+
+
+def test_c_state_refused_with_5xx_fails_with_its_reply_and_stage(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(noop="550 5.7.0 no noop for you"))
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        *rcpt_args(RCPTS[:2]),
+        "--noop-after",
+        "session-ready",
+        str(message_file(tmp_path)),
+    )
+    assert {o["result"] for o in run.outcomes} == {"permanent"}
+    assert {
+        (o["code"], o["enhanced"], o["state"], o["stage"]) for o in run.outcomes
+    } == {("550", "5.7.0", "c-noop", "101")}
+    assert server.messages == []
