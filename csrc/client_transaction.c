@@ -50,7 +50,7 @@ static int find_work(struct smtp__conn *c)
 {
     for (size_t i = 0; i < c->batch_len; i++) {
         struct smtp__msg *msg = c->batch[i];
-        if (msg != NULL && msg->next_rcpt < msg->m->nrecipients)
+        if (msg != NULL && msg->next_rcpt < msg->nrcpt)
             return (int)i;
     }
 
@@ -69,7 +69,7 @@ static void txn_begin(struct smtp__conn *c, int index)
 {
     struct smtp__msg *msg = c->batch[index];
     size_t max = smtp__config(c->sched)->max_recipients_per_transaction;
-    size_t left = msg->m->nrecipients - msg->next_rcpt;
+    size_t left = msg->nrcpt - msg->next_rcpt;
 
     c->txn.msg = index;
     c->dc.current = index;
@@ -287,7 +287,7 @@ static bool rcpt_decide(struct smtp__conn *c, int code)
         return false;
     }
     if (reply_code == 452) {
-        for (size_t r = rcpt; r < msg->m->nrecipients; r++)
+        for (size_t r = rcpt; r < msg->nrcpt; r++)
             smtp__settle(c, msg, r, SMTP_OUTCOME_TRANSIENT,
                          &c->dc.last_reply, SMTP_STAGE_RCPT_TO);
         return false;
@@ -318,8 +318,7 @@ int smtp__rcpt_callback(SMTP__CALLBACK_PARAMS)
                                ->timeout_ms[SMTP_TIMEOUT_RCPT]);
         return SMTP_WANT_READ;
     }
-    if (c->batch[c->txn.msg] == msg) /* not released by a 452 */
-        msg->next_rcpt = c->txn.rcpt_end;
+    msg->next_rcpt = c->txn.rcpt_end;
     if (c->txn.accepted > 0) {
         smtp_next_state(dc, connh, NULL, now);
         return SMTP_WANT_READ;
@@ -339,12 +338,8 @@ void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage)
     if (msg == NULL)
         return;
     for (size_t r = c->txn.rcpt_begin; r < c->txn.rcpt_end; r++) {
-        if (msg->rcpt_status[r] != RCPT_ACCEPTED)
-            continue;
-        bool last = msg->unsettled == 1;
-        smtp__settle(c, msg, r, kind, &c->dc.last_reply, stage);
-        if (last)
-            return;
+        if (msg->rcpt_status[r] == RCPT_ACCEPTED)
+            smtp__settle(c, msg, r, kind, &c->dc.last_reply, stage);
     }
 }
 

@@ -27,8 +27,11 @@ enum {
 struct smtp__dest;
 
 struct smtp__msg {
-    const smtp_message *m;       /* the caller's record */
+    const smtp_message *m;       /* the caller's record: not to be read
+                                    after its last outcome */
     struct smtp__dest *dest;
+    size_t nrcpt;                /* m->nrecipients, kept */
+    bool released;               /* settled; freed at the end of the turn */
     unsigned char *rcpt_status;  /* one per recipient */
     size_t next_rcpt;            /* first recipient not yet tried */
     size_t unsettled;            /* recipients without an outcome */

@@ -110,7 +110,7 @@ static void drop_from_batch(struct smtp__conn *c, struct smtp__msg *msg)
 void smtp__settle(struct smtp__conn *c, struct smtp__msg *msg, size_t rcpt,
                   int kind, const smtp_reply *reply, int stage)
 {
-    if (msg == NULL || rcpt >= msg->m->nrecipients ||
+    if (msg == NULL || msg->released || rcpt >= msg->nrcpt ||
         is_settled(msg->rcpt_status[rcpt]))
         return;
     if (kind < SMTP_OUTCOME_DELIVERED || kind > SMTP_OUTCOME_PERMANENT)
@@ -129,15 +129,8 @@ void smtp__settle(struct smtp__conn *c, struct smtp__msg *msg, size_t rcpt,
 static void settle_message(struct smtp__conn *c, struct smtp__msg *msg,
                            int kind, const smtp_reply *reply, int stage)
 {
-    size_t n = msg->m->nrecipients;
-
-    for (size_t r = 0; r < n && c->batch != NULL; r++) {
-        bool last = msg->unsettled == 1 &&
-                    !is_settled(msg->rcpt_status[r]);
+    for (size_t r = 0; r < msg->nrcpt; r++)
         smtp__settle(c, msg, r, kind, reply, stage);
-        if (last)
-            return; /* msg was released */
-    }
 }
 
 void smtp__settle_unsettled(struct smtp__conn *c, int kind,
@@ -152,7 +145,7 @@ void smtp__settle_unsettled(struct smtp__conn *c, int kind,
 void smtp__settle_without_conn(smtp_scheduler *sched, struct smtp__msg *msg,
                                int error, const char *text)
 {
-    for (size_t r = 0; r < msg->m->nrecipients; r++) {
+    for (size_t r = 0; r < msg->nrcpt; r++) {
         if (is_settled(msg->rcpt_status[r]))
             continue;
         msg->rcpt_status[r] = SMTP_OUTCOME_TRANSIENT;

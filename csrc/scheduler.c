@@ -37,6 +37,7 @@ struct smtp_scheduler {
     struct smtp__conn *conns;      /* every open connection */
     struct smtp__conn *wake_head;  /* connections with pending_events */
     struct smtp__conn *dead;       /* closed this turn, freed at its end */
+    struct smtp__msg *released;    /* settled this turn, freed at its end */
     struct smtp__deadlines deadlines;
     size_t pending;                /* messages not yet settled */
     unsigned connections;
@@ -430,6 +431,7 @@ SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
         return smtp__fail(SMTP_ENOMEM, "%s: out of memory", func);
     }
     m->m = msg;
+    m->nrcpt = msg->nrecipients;
     m->dest = d;
     m->rcpt_status = status;
     m->unsettled = msg->nrecipients;
@@ -439,11 +441,27 @@ SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
     return 0;
 }
 
+/* A settled message is only marked here: code that settled it may still
+ * hold the pointer, so it is freed when the turn ends. */
 void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg)
 {
-    free(msg->rcpt_status);
-    free(msg);
+    msg->released = true;
+    msg->next = sched->released;
+    sched->released = msg;
     sched->pending--;
+}
+
+static void free_released(smtp_scheduler *sched)
+{
+    struct smtp__msg *msg = sched->released;
+
+    sched->released = NULL;
+    while (msg != NULL) {
+        struct smtp__msg *next = msg->next;
+        free(msg->rcpt_status);
+        free(msg);
+        msg = next;
+    }
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -747,6 +765,7 @@ static void free_dead(smtp_scheduler *sched)
 {
     struct smtp__conn *c = sched->dead;
 
+    free_released(sched);
     sched->dead = NULL;
     while (c != NULL) {
         struct smtp__conn *next = c->all_next;
@@ -763,8 +782,6 @@ static int wait_timeout(smtp_scheduler *sched, int timeout_ms)
 {
     int due = smtp_scheduler_next_deadline(sched);
 
-    if (sched->wake_head != NULL)
-        return 0;
     if (due >= 0 && (timeout_ms < 0 || due < timeout_ms))
         return due;
     return timeout_ms;
@@ -831,11 +848,26 @@ SMTP_API int smtp_scheduler_fd(smtp_scheduler *sched)
     return sched->epfd;
 }
 
+/* True when queued work could be handed out now: an embedder must call
+ * run_once at once rather than wait on a descriptor nothing will wake. */
+static bool dispatch_possible(const smtp_scheduler *sched)
+{
+    for (const struct smtp__dest *d = sched->dests; d != NULL; d = d->next) {
+        if (d->queued == 0)
+            continue;
+        if (d->idle != NULL ||
+            (d->connections < sched->cfg.max_connections_per_destination &&
+             sched->connections < sched->cfg.max_connections))
+            return true;
+    }
+    return false;
+}
+
 SMTP_API int smtp_scheduler_next_deadline(smtp_scheduler *sched)
 {
     struct smtp__conn *first = smtp__deadlines_first(&sched->deadlines);
 
-    if (sched->wake_head != NULL)
+    if (sched->wake_head != NULL || dispatch_possible(sched))
         return 0;
     if (first == NULL)
         return -1;

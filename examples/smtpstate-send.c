@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,8 @@
 
 struct totals {
     unsigned long delivered, transient, permanent;
-    unsigned long sessions, closes, max_open, noops;
-    int quiet, trace;
+    unsigned long sessions, closes, max_open, noops, refused;
+    int quiet, trace, wire;
 };
 
 struct options {
@@ -39,6 +40,9 @@ struct options {
     long linger_ms;
     size_t pause_after;   /* submit this many, settle them, then pause */
     long pause_ms;
+    size_t drain_after;   /* submit this many, then drain */
+    int poll_mode;        /* step the loop from poll(2), as an embedder */
+    struct totals *totals;
     smtp_config cfg;
 };
 
@@ -111,7 +115,7 @@ static void on_event(const smtp_event *ev, void *arg)
     } else if (ev->type == SMTP_EVENT_CLOSE) {
         t->closes++;
     }
-    if (!t->trace)
+    if (!t->trace || (ev->type == SMTP_EVENT_WIRE && !t->wire))
         return;
     printf("event=%s session=%" PRIx64 " state=%s", event_name(ev->type),
            ev->session_id, ev->state[0] ? ev->state : "-");
@@ -121,7 +125,19 @@ static void on_event(const smtp_event *ev, void *arg)
         printf(" code=%d", ev->code);
     if (ev->type == SMTP_EVENT_CLOSE)
         printf(" error=%s", ev->error ? smtp_error_name(ev->error) : "-");
+    if (ev->type == SMTP_EVENT_WIRE)
+        printf(" dir=%s len=%zu", ev->sent ? "sent" : "received", ev->len);
     printf(" open=%u", ev->connections);
+    if (ev->type == SMTP_EVENT_WIRE && ev->len < 4096) {
+        char *copy = malloc(ev->len + 1);
+        if (copy != NULL) {
+            memcpy(copy, ev->text, ev->len);
+            copy[ev->len] = '\0';
+            fputs(" text=", stdout);
+            print_quoted(copy);
+            free(copy);
+        }
+    }
     if (ev->type == SMTP_EVENT_CLOSE || ev->type == SMTP_EVENT_REPLY) {
         fputs(" text=", stdout);
         print_quoted(ev->text);
@@ -129,14 +145,19 @@ static void on_event(const smtp_event *ev, void *arg)
     putchar('\n');
 }
 
-/* ---- a state from C: NOOP, once per pass through its place ---------- */
+/* ---- a state from C: NOOP, once per pass through its place ----------
+ *
+ * Its setup sends nothing: it asks for a wake-up, as a state waiting on
+ * an outside lookup would, and sends NOOP when E_ASYNC arrives.  A 250
+ * or 252 reply moves on; anything else fails the connection's messages
+ * with the reply (5xx permanent, else transient).
+ */
 
 static int noop_setup(const smtp_state *self, delivery_construct *dc,
                       connection_handle *connh, struct timeval *now)
 {
     (void)self, (void)dc, (void)now;
-    if (smtp_conn_write(connh->conn, "NOOP\r\n", 6) != 0)
-        return SMTP_ESTATE;
+    smtp_conn_wake(connh->conn);
     return SMTP_WANT_READ;
 }
 
@@ -151,12 +172,18 @@ static int noop_callback(delivery_construct *dc, Event *e, connection *conn,
 
     if (events & E_TIMEOUT)
         CLOSECONN
-    r = read_smtp(dc, 250, now, &mask);
+    if (events & E_ASYNC) {
+        if (smtp_conn_write(conn, "NOOP\r\n", 6) != 0)
+            CLOSECONN
+        return SMTP_WANT_READ;
+    }
+    r = read_smtp2(dc, 250, now, &mask, 252, 0);
     if (r == 0)
         return mask;
     if (r < 0) {
-        smtp_outcome_set(dc, -1, -1, r <= -500 ? SMTP_OUTCOME_PERMANENT
-                                               : SMTP_OUTCOME_TRANSIENT,
+        smtp_outcome_set(dc, -1, -1, r <= -500 && r > -600
+                                         ? SMTP_OUTCOME_PERMANENT
+                                         : SMTP_OUTCOME_TRANSIENT,
                          r > -1000 ? &dc->last_reply : NULL,
                          conn->state->tostage(conn->state, conn));
         CLOSECONN
@@ -270,26 +297,65 @@ static int settle_then_pause(smtp_scheduler *sched, long ms)
     return 0;
 }
 
+/* Drives the engine from poll(2) on its descriptor, with its next
+ * deadline as the timeout, the way an embedder's own loop would. */
+static int run_from_poll(smtp_scheduler *sched)
+{
+    int draining = 0;
+
+    while (smtp_scheduler_pending(sched) > 0 ||
+           smtp_scheduler_connections(sched) > 0) {
+        struct pollfd pfd = {smtp_scheduler_fd(sched), POLLIN, 0};
+        if (!draining && smtp_scheduler_pending(sched) == 0) {
+            smtp_scheduler_drain(sched);
+            draining = 1;
+        }
+        if (poll(&pfd, 1, smtp_scheduler_next_deadline(sched)) < 0 &&
+            errno != EINTR)
+            return -1;
+        if (smtp_scheduler_run_once(sched, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int submit_one(smtp_scheduler *sched, struct options *o,
+                      smtp_message *msg, struct totals *t)
+{
+    int r;
+
+    while ((r = smtp_scheduler_submit(sched, &o->dest, msg)) == SMTP_EAGAIN) {
+        if (smtp_scheduler_run_once(sched, -1) < 0)
+            return -1;
+    }
+    if (r == SMTP_ECLOSED) {
+        printf("id=%" PRIu64 " refused=%s\n", msg->id, smtp_error_name(r));
+        t->refused++;
+        return 0;
+    }
+    if (r != 0) {
+        fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
+        return -1;
+    }
+    return 0;
+}
+
 static int submit_all(smtp_scheduler *sched, struct options *o,
                       smtp_message *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int r;
         if (o->pause_after > 0 && i == o->pause_after &&
             settle_then_pause(sched, o->pause_ms) != 0)
             return -1;
-        while ((r = smtp_scheduler_submit(sched, &o->dest, &msgs[i])) ==
-               SMTP_EAGAIN) {
-            if (smtp_scheduler_run_once(sched, -1) < 0)
-                return -1;
-        }
-        if (r != 0) {
-            fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
+        if (o->drain_after > 0 && i == o->drain_after)
+            smtp_scheduler_drain(sched);
+        if (submit_one(sched, o, &msgs[i], o->totals) != 0)
             return -1;
-        }
     }
     if (o->linger_ms > 0)
         return linger(sched, o->linger_ms);
+    if (o->poll_mode)
+        return run_from_poll(sched);
     return smtp_scheduler_run(sched);
 }
 
@@ -323,8 +389,9 @@ static int usage(void)
             "       [--count N --size BYTES] [--concurrency C] "
             "[--per-connection N]\n"
             "       [--timeout KIND=MS] [--noop-after STATE] [--linger MS]\n"
-            "       [--rcpt-per-transaction N] [--pause-after N:MS] [--quiet]"
-            "\n       [--trace] [FILE...]\n");
+            "       [--rcpt-per-transaction N] [--pause-after N:MS] [--queue N]"
+            "\n       [--drain-after N] [--poll] [--quiet] [--trace] [--wire]"
+            " [FILE...]\n");
     return 64;
 }
 
@@ -338,6 +405,8 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"noop-after", 1, 0, 'N'}, {"quiet", 0, 0, 'q'},
         {"trace", 0, 0, 'v'}, {"rcpt-per-transaction", 1, 0, 'r'},
         {"linger", 1, 0, 'L'}, {"pause-after", 1, 0, 'P'},
+        {"queue", 1, 0, 'Q'}, {"drain-after", 1, 0, 'D'},
+        {"poll", 0, 0, 'O'}, {"wire", 0, 0, 'W'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -373,6 +442,13 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
             break;
         case 'N': o->noop_after = optarg; break;
         case 'L': o->linger_ms = atol(optarg); break;
+        case 'Q': o->cfg.queue_capacity = (size_t)atol(optarg); break;
+        case 'D': o->drain_after = (size_t)atol(optarg); break;
+        case 'O': o->poll_mode = 1; break;
+        case 'W':
+            t->trace = t->wire = 1;
+            o->cfg.wire_trace = 1;
+            break;
         case 'P':
             if (sscanf(optarg, "%zu:%ld", &o->pause_after, &o->pause_ms) != 2)
                 return -1;
@@ -422,6 +498,7 @@ int main(int argc, char **argv)
         return usage();
     if (opts.noop_after && register_noop(opts.noop_after, &totals) != 0)
         return 64;
+    opts.totals = &totals;
     opts.cfg.on_outcome = on_outcome;
     opts.cfg.outcome_arg = &totals;
     opts.cfg.on_event = on_event;
@@ -438,13 +515,14 @@ int main(int argc, char **argv)
         return 1;
     smtp_scheduler_free(sched);
     fprintf(stderr, "summary messages=%zu delivered=%lu transient=%lu "
-            "permanent=%lu sessions=%lu closes=%lu max_open=%lu noops=%lu\n",
-            n, totals.delivered, totals.transient, totals.permanent,
-            totals.sessions, totals.closes, totals.max_open, totals.noops);
+            "permanent=%lu sessions=%lu closes=%lu max_open=%lu noops=%lu "
+            "refused=%lu\n", n, totals.delivered, totals.transient,
+            totals.permanent, totals.sessions, totals.closes, totals.max_open,
+            totals.noops, totals.refused);
     for (size_t i = 0; opts.count > 0 && i < n; i++)
         free((char *)msgs[i].data);
     free(msgs);
     if (totals.permanent)
         return 1;
-    return totals.transient ? 75 : 0;
+    return totals.transient || totals.refused ? 75 : 0;
 }

@@ -19,6 +19,7 @@ SENDER = "sender@client.test"
 RCPTS = ["r0@server.test", "r1@server.test", "r2@server.test"]
 MESSAGE = b"From: a@client.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
+OK_RCPT = "250 2.1.5 Ok"
 REPLY_4XX = "451 4.3.0 try again later"
 REPLY_5XX = "554 5.7.1 refused here"
 
@@ -80,7 +81,7 @@ def script_for(stage_name: str, fault: str) -> Script:
     if stage_name == "helo":
         options["ehlo"] = "502 5.5.2 Error: command not recognized"
     if stage_name == "rcpt":
-        options["rcpt"] = lambda rcpt, index: reply if index == 1 else "250 2.1.5 Ok"
+        options["rcpt"] = lambda rcpt, index: reply if index == 1 else OK_RCPT
     else:
         options[field_name] = reply
     return Script(**options)  # type: ignore[arg-type]
@@ -382,3 +383,186 @@ def test_c_state_refused_with_5xx_fails_with_its_reply_and_stage(
         (o["code"], o["enhanced"], o["state"], o["stage"]) for o in run.outcomes
     } == {("550", "5.7.0", "c-noop", "101")}
     assert server.messages == []
+
+
+def test_c_state_accepts_extra_codes_through_read_smtp2(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(noop="252 2.0.0 fine too"))
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--noop-after",
+        "session-ready",
+        str(message_file(tmp_path)),
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"]
+    assert run.summary["noops"] == "1"
+
+
+def test_submission_is_bounded_and_backpressure_loses_nothing(c_build, smtp_sink):
+    run = run_driver(
+        smtp_sink.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        "--count",
+        "200",
+        "--size",
+        "300",
+        "--queue",
+        "5",
+        "--concurrency",
+        "3",
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(int(o["id"]) for o in run.outcomes) == list(range(1, 201))
+    assert smtp_sink.wait_for_messages(200) == 200
+
+
+def test_drain_refuses_new_work_and_finishes_what_was_submitted(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(6)]
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", RCPTS[0], "--drain-after", "3", *files
+    )
+    assert sorted(o["id"] for o in run.outcomes) == ["1", "2", "3"]
+    assert {o["result"] for o in run.outcomes} == {"delivered"}
+    assert run.summary["refused"] == "3"
+    assert run.returncode == 75
+    assert len(server.wait_for_messages(3)) == 3
+
+
+def test_embedder_loop_with_fd_and_next_deadline_delivers_and_quits(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(4)]
+    run = run_driver(server.port, "--from", SENDER, "--to", RCPTS[0], "--poll", *files)
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 4
+    sessions = server.wait_for_closed_sessions(1)
+    assert all(s.verbs[-1] == "QUIT" for s in sessions)
+
+
+def test_wire_trace_shows_the_bytes_each_way(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", RCPTS[0], "--wire",
+        str(message_file(tmp_path)),
+    )  # fmt: skip
+    sent = "".join(e["text"] for e in run.events if e.get("dir") == "sent")
+    received = "".join(e["text"] for e in run.events if e.get("dir") == "received")
+    (session,) = server.wait_for_closed_sessions(1)
+    assert sent.encode() == session.received
+    assert received.encode() == session.sent
+    assert f"MAIL FROM:<{SENDER}>\r\n" in sent
+    sessions = {e["session"] for e in run.events}
+    assert len(sessions) == 1 and sessions == {run.outcomes[0]["session"]}
+
+
+def test_rcpt_452_moves_remaining_recipients_to_a_new_transaction(
+    tmp_path, c_build, scripted_server_factory
+):
+    rcpts = [f"r{i}@server.test" for i in range(5)]
+    script = Script(
+        rcpt=lambda rcpt, i: "452 4.5.3 too many recipients" if i == 2 else OK_RCPT
+    )
+    server = scripted_server_factory(script)
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(rcpts), str(message_file(tmp_path))
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 5
+    msgs = server.wait_for_messages(3)
+    assert [list(m.accepted) for m in msgs] == [rcpts[:2], rcpts[2:4], rcpts[4:]]
+    (session,) = server.wait_for_closed_sessions(1)
+    assert "RSET" not in session.verbs
+
+
+def test_rcpt_452_on_first_recipient_of_transaction_is_transient(
+    tmp_path, c_build, scripted_server_factory
+):
+    script = Script(rcpt="452 4.3.1 insufficient storage")
+    server = scripted_server_factory(script)
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(RCPTS), str(message_file(tmp_path))
+    )
+    assert {(o["result"], o["code"], o["stage"]) for o in run.outcomes} == {
+        ("transient", "452", "4")
+    }
+    assert len(run.outcomes) == 3
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs.count("RCPT") == 1 and "DATA" not in session.verbs
+
+
+def test_recipients_are_split_by_the_per_transaction_limit(
+    tmp_path, c_build, scripted_server_factory
+):
+    rcpts = [f"r{i}@server.test" for i in range(5)]
+    server = scripted_server_factory(Script())
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        *rcpt_args(rcpts),
+        "--rcpt-per-transaction",
+        "2",
+        str(message_file(tmp_path)),
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 5
+    msgs = server.wait_for_messages(3)
+    assert [len(m.accepted) for m in msgs] == [2, 2, 1]
+    assert all(m.data == MESSAGE for m in msgs)
+
+
+def test_all_recipients_refused_skips_data_and_resets_before_next_message(
+    tmp_path, c_build, scripted_server_factory
+):
+    def rcpt(address, index):
+        return "550 5.1.1 no such user" if address.startswith("bad") else OK_RCPT
+
+    server = scripted_server_factory(Script(rcpt=rcpt))
+    bad = str(message_file(tmp_path, MESSAGE, "bad.eml"))
+    good = str(message_file(tmp_path, MESSAGE, "good.eml"))
+    first = run_driver(
+        server.port, "--from", SENDER, "--to", "bad@server.test",
+        "--linger", "0", bad,
+    )  # fmt: skip
+    assert [o["result"] for o in first.outcomes] == ["permanent"]
+    assert first.outcomes[0]["class"] == "10"
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", "bad1@server.test",
+        "--to", "bad2@server.test", "--concurrency", "1", bad, good,
+    )  # fmt: skip
+    assert [o["result"] for o in run.outcomes] == ["permanent"] * 4
+    session = server.wait_for_closed_sessions(2)[-1]
+    assert session.verbs == (
+        "EHLO", "MAIL", "RCPT", "RCPT", "RSET", "MAIL", "RCPT", "RCPT", "RSET",
+        "QUIT",
+    )  # fmt: skip
+
+
+def test_data_refused_resets_before_next_message(
+    tmp_path, c_build, scripted_server_factory
+):
+    answers = iter(["554 5.7.1 no data for you", "354 go ahead"])
+    server = scripted_server_factory(Script(data=lambda line: next(answers)))
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(2)]
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", RCPTS[0], "--concurrency", "1", *files
+    )
+    assert [(o["id"], o["result"], o["stage"]) for o in run.outcomes] == [
+        ("1", "permanent", "6"),
+        ("2", "delivered", "9"),
+    ]
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs == (
+        "EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "QUIT",
+    )  # fmt: skip
