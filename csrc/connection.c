@@ -102,6 +102,15 @@ SMTP_API int ec_smtp_closeconn(delivery_construct *dc, Event *e,
                            name, file ? file : "?", line);
 }
 
+SMTP_API int smtp_conn_fail(connection *conn, int error, const char *reason)
+{
+    struct smtp__conn *c = smtp__conn_of(conn);
+
+    c->closed_by_state = true;
+    return smtp__conn_fail(c, error < 0 ? error : SMTP_ESTATE, "%s",
+                           reason ? reason : "failed by a state");
+}
+
 /* ---- output ------------------------------------------------------------ */
 
 static int wbuf_reserve(struct smtp__conn *c, size_t len)

@@ -390,6 +390,14 @@ SMTP_API int ec_smtp_closeconn(delivery_construct *dc, Event *e,
                                const char *file, int line);
 
 /*
+ * Fails the connection: every message still on it gets a transient
+ * outcome whose text is `reason` (error is an SMTP_E* code, e.g.
+ * SMTP_ESTATE), then it closes.  Returns 0, the value a callback returns
+ * after closing.  For a state that gives up for its own reasons.
+ */
+SMTP_API int smtp_conn_fail(connection *conn, int error, const char *reason);
+
+/*
  * Reads one reply into dc->last_reply.  Returns the code (> 0) when it
  * is expected_code; minus the code (-200..-599) for another complete
  * reply; SMTP_E* (<= -1000) when the transport failed or the reply was

@@ -285,50 +285,6 @@ def test_closure_survives_gc_while_registered_and_dies_after():
     assert callback_ref() is None
 
 
-def _call_callback(state_id: int, events: int) -> int:
-    record = lib.smtp_get_state(state_id)
-    conn = ffi.new("connection *")
-    conn.state = record
-    conn.session_id = 77
-    return record.callback(
-        ffi.NULL, ffi.NULL, conn, ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL, events
-    )
-
-
-def test_python_callback_returns_are_mapped_to_the_c_contract():
-    kept = []
-    answers = iter([None, lib.SMTP_WANT_WRITE, 0, "nonsense"])
-
-    def callback(session, events):
-        kept.append(session)
-        assert session.session_id == 77
-        return next(answers)
-
-    state_id = smtpstate.register_smtp_client_state(
-        SmtpState("returns", callback), BuiltinState.EHLO
-    )
-    assert _call_callback(state_id, lib.E_READ) == lib.SMTP_WANT_READ
-    assert _call_callback(state_id, lib.E_WRITE) == lib.SMTP_WANT_WRITE
-    assert _call_callback(state_id, lib.E_READ) == 0  # Python never closes
-    assert _call_callback(state_id, lib.E_READ) == 0
-    with pytest.raises(smtpstate.SessionExpiredError, match="valid only during"):
-        _ = kept[0].session_id
-    smtpstate.smtp_unregister_client_state(state_id)
-
-
-def test_exception_in_callback_is_contained_and_recorded():
-    def callback(session, events):
-        raise KeyError("boom")
-
-    state = SmtpState("raises", callback)
-    state_id = smtpstate.register_smtp_client_state(state, BuiltinState.EHLO)
-    assert _call_callback(state_id, lib.E_READ) == 0
-    from smtpstate.states import _registry
-
-    assert isinstance(_registry[state_id].last_exception, KeyError)
-    smtpstate.smtp_unregister_client_state(state_id)
-
-
 def test_tostring_and_tostage_reach_python_and_fall_back(noop):
     state = SmtpState(
         "staged",

@@ -11,7 +11,7 @@ ffibuilder = FFI()
 ffibuilder.cdef((HERE / "_declarations.h").read_text())
 ffibuilder.set_source(
     "smtpstate._smtpstate_cffi",
-    '#include "smtp.h"',
+    '#include "smtp.h"\n' + (HERE / "_collector.c").read_text(),
     include_dirs=[str(ROOT / "include")],
     libraries=["smtpstate"],
     extra_compile_args=["-std=c11"],

@@ -78,6 +78,64 @@
 #define SMTP_EINVAL ...
 #define SMTP_EPLUGIN ...
 
+#define SMTP_OUTCOME_DELIVERED ...
+#define SMTP_OUTCOME_TRANSIENT ...
+#define SMTP_OUTCOME_PERMANENT ...
+
+#define SMTP_TIMEOUT_CONNECT ...
+#define SMTP_TIMEOUT_BANNER ...
+#define SMTP_TIMEOUT_EHLO ...
+#define SMTP_TIMEOUT_MAIL ...
+#define SMTP_TIMEOUT_RCPT ...
+#define SMTP_TIMEOUT_DATA ...
+#define SMTP_TIMEOUT_BODY ...
+#define SMTP_TIMEOUT_CONFIRM ...
+#define SMTP_TIMEOUT_RSET ...
+#define SMTP_TIMEOUT_QUIT ...
+#define SMTP_TIMEOUT_TLS ...
+#define SMTP_TIMEOUT_IDLE ...
+#define SMTP_TIMEOUT_CUSTOM ...
+#define SMTP_TIMEOUT_COUNT ...
+
+#define SMTP_EVENT_CONNECT ...
+#define SMTP_EVENT_STATE ...
+#define SMTP_EVENT_REPLY ...
+#define SMTP_EVENT_OUTCOME ...
+#define SMTP_EVENT_CLOSE ...
+#define SMTP_EVENT_WIRE ...
+
+#define SMTP_CAP_PIPELINING ...
+#define SMTP_CAP_8BITMIME ...
+#define SMTP_CAP_SMTPUTF8 ...
+#define SMTP_CAP_SIZE ...
+#define SMTP_CAP_STARTTLS ...
+#define SMTP_CAP_ENHANCEDSTATUSCODES ...
+#define SMTP_CAP_CHUNKING ...
+#define SMTP_CAP_DSN ...
+#define SMTP_CAP_XCLIENT ...
+#define SMTP_CAP_AUTH ...
+
+#define SMTP_BOUNCE_UNDETERMINED ...
+#define SMTP_BOUNCE_INVALID_RECIPIENT ...
+#define SMTP_BOUNCE_SOFT ...
+#define SMTP_BOUNCE_DNS_FAILURE ...
+#define SMTP_BOUNCE_MAILBOX_FULL ...
+#define SMTP_BOUNCE_TOO_LARGE ...
+#define SMTP_BOUNCE_TIMEOUT ...
+#define SMTP_BOUNCE_ADMIN_FAILURE ...
+#define SMTP_BOUNCE_NO_RCPT ...
+#define SMTP_BOUNCE_GENERIC ...
+#define SMTP_BOUNCE_MAIL_BLOCK ...
+#define SMTP_BOUNCE_SPAM_BLOCK ...
+#define SMTP_BOUNCE_SPAM_CONTENT ...
+#define SMTP_BOUNCE_PROHIBITED_ATTACHMENT ...
+#define SMTP_BOUNCE_RELAY_DENIED ...
+#define SMTP_BOUNCE_AUTO_REPLY ...
+#define SMTP_BOUNCE_TRANSIENT ...
+#define SMTP_BOUNCE_SUBSCRIBE ...
+#define SMTP_BOUNCE_UNSUBSCRIBE ...
+#define SMTP_BOUNCE_CHALLENGE_RESPONSE ...
+
 typedef int ec_binding_slot;
 typedef struct _smtp_state smtp_state;
 typedef struct _connection connection;
@@ -115,6 +173,14 @@ struct _smtp_state {
     void *closure;
 };
 
+struct smtp_reply {
+    int code;
+    char enhanced[16];
+    const char *text;
+    size_t text_len;
+    int lines;
+};
+
 struct _connection {
     int fd;
     int in_use;
@@ -129,6 +195,88 @@ struct _connection {
     ...;
 };
 
+struct _connection_handle {
+    connection *conn;
+    ...;
+};
+
+struct _delivery_construct {
+    connection_handle *conn_handle;
+    const smtp_message **batch;
+    size_t batch_len;
+    int current;
+    smtp_reply last_reply;
+    ...;
+};
+
+struct smtp_message {
+    const char *sender;
+    const char *const *recipients;
+    size_t nrecipients;
+    const char *data;
+    size_t len;
+    const char *path;
+    uint64_t id;
+    void *user;
+};
+
+typedef struct smtp_destination {
+    const char *host;
+    int port;
+    const char *helo;
+    const char *source;
+} smtp_destination;
+
+typedef struct smtp_outcome {
+    const smtp_message *message;
+    size_t rcpt;
+    int kind;
+    int code;
+    const char *enhanced;
+    const char *text;
+    int stage;
+    const char *state;
+    int bounce_class;
+    int error;
+    uint64_t session_id;
+} smtp_outcome;
+
+typedef struct smtp_event {
+    int type;
+    uint64_t session_id;
+    const char *state;
+    const char *from;
+    int stage;
+    int code;
+    int error;
+    const char *text;
+    size_t len;
+    int sent;
+    const char *peer;
+    unsigned connections;
+} smtp_event;
+
+typedef void (*smtp_outcome_cb)(const smtp_outcome *outcome, void *arg);
+typedef void (*smtp_event_cb)(const smtp_event *event, void *arg);
+
+typedef struct smtp_config {
+    size_t queue_capacity;
+    unsigned max_connections;
+    unsigned max_connections_per_destination;
+    unsigned max_messages_per_connection;
+    unsigned max_recipients_per_transaction;
+    size_t fold_long_lines;
+    int wire_trace;
+    unsigned timeout_ms[...];
+    smtp_outcome_cb on_outcome;
+    void *outcome_arg;
+    smtp_event_cb on_event;
+    void *event_arg;
+    ...;
+} smtp_config;
+
+typedef struct smtp_scheduler smtp_scheduler;
+
 int smtp_library_init(void);
 int register_smtp_client_state(smtp_state *state, int insert_after);
 int smtp_unregister_client_state(int id);
@@ -140,6 +288,66 @@ const char *smtp_last_error(void);
 const char *smtp_error_name(int code);
 const char *smtp_strerror(int code);
 const char *smtp_stage_name(int stage);
+
+void smtp_config_init(smtp_config *cfg);
+smtp_scheduler *smtp_scheduler_new(const smtp_config *cfg);
+void smtp_scheduler_free(smtp_scheduler *sched);
+int smtp_scheduler_submit(smtp_scheduler *sched, const smtp_destination *dest,
+                          const smtp_message *msg);
+int smtp_scheduler_run(smtp_scheduler *sched);
+int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms);
+int smtp_scheduler_fd(smtp_scheduler *sched);
+int smtp_scheduler_next_deadline(smtp_scheduler *sched);
+void smtp_scheduler_drain(smtp_scheduler *sched);
+size_t smtp_scheduler_pending(const smtp_scheduler *sched);
+unsigned smtp_scheduler_connections(const smtp_scheduler *sched);
+
+void smtp_next_state(delivery_construct *dc, connection_handle *connh,
+                     smtp_state *state, struct timeval *now);
+int ec_smtp_closeconn(delivery_construct *dc, Event *e, connection *conn,
+                      connection_handle *connh, domain_record *domain,
+                      ec_binding_slot binding_slot, address_metrics *am,
+                      struct timeval *now, const char *file, int line);
+int smtp_conn_fail(connection *conn, int error, const char *reason);
+int read_smtp_codes(delivery_construct *dc, struct timeval *now, int *mask,
+                    const int *codes, size_t n);
+int smtp_conn_write(connection *conn, const void *buf, size_t len);
+void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms);
+void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
+                      int kind, const smtp_reply *reply, int stage);
+void smtp_conn_wake(connection *conn);
+
+/* The binding's collector (_collector.c). */
+struct smtpstate_py_outcome {
+    uint64_t message_id;
+    size_t rcpt;
+    int kind, code, stage, bounce_class, error;
+    uint64_t session_id;
+    char enhanced[16];
+    char state[64];
+    size_t text_at, text_len;
+};
+struct smtpstate_py_event {
+    int type, stage, code, error, sent;
+    unsigned connections;
+    uint64_t session_id;
+    char state[64];
+    char from[64];
+    size_t text_at, text_len;
+};
+struct smtpstate_py_collector {
+    struct smtpstate_py_outcome *outcomes;
+    size_t n_outcomes, cap_outcomes;
+    struct smtpstate_py_event *events;
+    size_t n_events, cap_events;
+    char *text;
+    size_t text_len, text_cap;
+    int failed;
+};
+void smtpstate_py_on_outcome(const smtp_outcome *o, void *arg);
+void smtpstate_py_on_event(const smtp_event *e, void *arg);
+void smtpstate_py_collector_reset(struct smtpstate_py_collector *c);
+void smtpstate_py_collector_free(struct smtpstate_py_collector *c);
 
 /* The C entry points of Python states (smtpstate/states.py). */
 extern "Python" int _py_state_callback(delivery_construct *, Event *,

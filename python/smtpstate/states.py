@@ -20,13 +20,19 @@ from . import _raw
 from ._smtpstate_cffi import ffi, lib
 from .errors import (
     FrozenStateError,
+    InvalidArgumentError,
     SessionExpiredError,
     error_from_code,
 )
 
 __all__ = [
     "SKIP",
+    "WANT_READ",
+    "WANT_WRITE",
     "BuiltinState",
+    "Events",
+    "Reply",
+    "command_state",
     "Session",
     "SmtpState",
     "Stage",
@@ -92,22 +98,58 @@ class Stage(enum.IntEnum):
         return ffi.string(lib.smtp_stage_name(self.value)).decode()
 
 
+class Events(enum.IntFlag):
+    """The event bits a state's callback receives (values from C)."""
+
+    READ = lib.E_READ
+    WRITE = lib.E_WRITE
+    EXCEPTION = lib.E_EXCEPTION
+    TIMEOUT = lib.E_TIMEOUT
+    ASYNC = lib.E_ASYNC
+
+
 #: Returned by a ``setup`` callable to pass straight to the next state.
 SKIP = lib.SMTP_STATE_SKIP
+#: What a callable may return to say which events it waits for.
+WANT_READ = lib.SMTP_WANT_READ
+WANT_WRITE = lib.SMTP_WANT_WRITE
 _WANT_BITS = lib.SMTP_WANT_READ | lib.SMTP_WANT_WRITE
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A server reply as a Python state reads it."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def transient(self) -> bool:
+        """A 4xx reply."""
+        return 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        """A 5xx reply."""
+        return self.code >= 500
 
 
 class Session:
     """A connection as a Python state sees it, valid only during one call.
 
-    Using it after the callable returned raises
+    Every method acts on the C connection; using the session after the
+    callable returned raises
     :class:`~smtpstate.errors.SessionExpiredError`.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_dc", "_connh", "_closed")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, dc: Any = None, connh: Any = None) -> None:
         self._conn = conn
+        self._dc = dc
+        self._connh = connh
+        self._closed = False
 
     def _live(self) -> Any:
         if self._conn is None:
@@ -119,6 +161,15 @@ class Session:
 
     def _expire(self) -> None:
         self._conn = None
+
+    def _need_dc(self) -> Any:
+        self._live()
+        if self._dc is None or self._dc == ffi.NULL:
+            raise SessionExpiredError(
+                "this call has no delivery context (rule: only setup and "
+                "callback can send, read or move on)"
+            )
+        return self._dc
 
     @property
     def session_id(self) -> int:
@@ -138,6 +189,103 @@ class Session:
     @local_state.setter
     def local_state(self, value: int) -> None:
         self._live().local_state = value
+
+    @property
+    def esmtp(self) -> bool:
+        """True when the server accepted EHLO."""
+        return bool(self._live().esmtp)
+
+    @property
+    def capabilities(self) -> int:
+        """The ``SMTP_CAP_*`` bits the server offered in its EHLO reply."""
+        return int(self._live().capabilities)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`fail` ended the connection."""
+        return self._closed
+
+    def send(self, command: str | bytes) -> None:
+        """Queues one command; CRLF is added when missing.  Raises
+        ``ValueError`` for a CR or LF inside it and
+        :class:`~smtpstate.errors.SmtpStateError` when it does not fit."""
+        line = command.encode("utf-8") if isinstance(command, str) else command
+        line = line.removesuffix(b"\r\n")
+        if b"\r" in line or b"\n" in line or b"\0" in line:
+            raise InvalidArgumentError(
+                "command contains CR, LF or NUL (rule: one command per line)"
+            )
+        rc = lib.smtp_conn_write(self._live(), line + b"\r\n", len(line) + 2)
+        if rc != 0:
+            raise error_from_code(rc, f"cannot queue command: code {rc}")
+
+    def read_reply(self, *codes: int) -> Reply | None:
+        """The next complete reply, or ``None`` when it has not all arrived
+        (return to wait for more).  Raises
+        :class:`~smtpstate.errors.SmtpStateError` when the connection failed
+        or the reply was malformed."""
+        dc = self._need_dc()
+        wanted = ffi.new("int[]", list(codes) or [0])
+        mask = ffi.new("int *")
+        rc = lib.read_smtp_codes(dc, ffi.NULL, mask, wanted, len(wanted))
+        if rc == 0:
+            return None
+        if rc <= lib.SMTP_EAGAIN:
+            raise error_from_code(
+                rc, ffi.string(lib.smtp_error_name(rc)).decode() + " reading a reply"
+            )
+        return self.reply
+
+    @property
+    def reply(self) -> Reply:
+        """The last reply read on this connection."""
+        r = self._need_dc().last_reply
+        text = ffi.string(r.text).decode("utf-8", "replace") if r.text else ""
+        return Reply(
+            int(r.code), ffi.string(r.enhanced).decode("ascii", "replace"), text
+        )
+
+    def next(self, state_id: int | None = None) -> None:
+        """Moves on: to the default next state, or to ``state_id``."""
+        dc = self._need_dc()
+        target = ffi.NULL
+        if state_id is not None:
+            target = lib.smtp_get_state(int(state_id))
+            if target == ffi.NULL:
+                _raise_last_error()
+        lib.smtp_next_state(dc, self._connh, target, ffi.NULL)
+
+    def fail(self, outcome: int, stage: int | None = None) -> None:
+        """Decides every unsettled recipient on the connection with the last
+        reply (``outcome`` is an :class:`~smtpstate.Outcome`), then closes."""
+        dc = self._need_dc()
+        conn = self._live()
+        if stage is None:
+            stage = conn.state.tostage(conn.state, conn) if conn.state.tostage else 22
+        lib.smtp_outcome_set(
+            dc, -1, -1, int(outcome), ffi.addressof(dc.last_reply), int(stage)
+        )
+        self.close(f"state {_state_name(conn)} failed the session")
+
+    def close(self, reason: str) -> None:
+        """Fails every message still on the connection transiently with
+        ``reason`` and closes it."""
+        conn = self._live()
+        if not self._closed:
+            self._closed = True
+            lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, reason.encode("utf-8", "replace"))
+
+    def wake(self) -> None:
+        """Asks for an ``E_ASYNC`` event on the loop's next turn."""
+        lib.smtp_conn_wake(self._live())
+
+    def set_deadline(self, seconds: float) -> None:
+        """Sets the connection's deadline ``seconds`` from now."""
+        lib.smtp_conn_set_deadline(self._live(), max(1, int(seconds * 1000)))
+
+
+def _state_name(conn: Any) -> str:
+    return ffi.string(conn.state.name).decode("utf-8", "replace")
 
 
 StateCallback = Callable[[Session, int], int | None]
@@ -307,6 +455,52 @@ def smtp_unregister_client_state(state_id: int) -> None:
         object.__setattr__(registration.state, "_id", None)
 
 
+def command_state(
+    name: str,
+    command: str,
+    *,
+    expect: tuple[int, ...] = (250,),
+    on_failure: str = "fail",
+    stage: int = lib.SMTP_STAGE_CUSTOM,
+) -> SmtpState:
+    """A state that sends one command and checks its reply.
+
+    On a code in ``expect`` it moves to its next state.  Otherwise the
+    reply's class decides for every unsettled message on the connection (4xx
+    transient, 5xx permanent, reported with this state's ``stage``), unless
+    ``on_failure="continue"``, which moves on whatever the reply.  Register
+    the result with :func:`register_smtp_client_state`.
+    """
+    if on_failure not in ("fail", "continue"):
+        raise InvalidArgumentError("on_failure must be 'fail' or 'continue'")
+    verb = command.split(" ", 1)[0].upper()
+
+    def setup(session: Session) -> int:
+        session.send(command)
+        return WANT_READ
+
+    def callback(session: Session, events: int) -> None:
+        if events & Events.TIMEOUT:
+            session.close(f"no reply to {verb} before the deadline")
+            return
+        reply = session.read_reply(*expect)
+        if reply is None:
+            return
+        if reply.code in expect or on_failure == "continue":
+            session.next()
+            return
+        kind = lib.SMTP_OUTCOME_PERMANENT if reply.permanent else 0
+        session.fail(kind or lib.SMTP_OUTCOME_TRANSIENT, stage)
+
+    return SmtpState(
+        name,
+        callback,
+        setup=setup,
+        tostage=lambda local_state: stage,
+        tostring=lambda code: f"during {verb}" if code == stage else "",
+    )
+
+
 @dataclass(frozen=True)
 class StateInfo:
     """A read-only view of one entry of the C state table."""
@@ -369,15 +563,24 @@ def _registration_of(record: Any) -> _Registration | None:
     return found
 
 
+def _contain(registration: _Registration, session: Session, exc: BaseException) -> None:
+    """Records an exception from a Python callable and fails only its
+    connection's messages, transiently, with the exception as the reason."""
+    registration.last_exception = exc
+    if session._conn is not None and not session._closed:
+        session.close(
+            f"state {registration.state.name} raised {type(exc).__name__}: {exc}"
+        )
+
+
 def _call_with_session(
-    registration: _Registration, fn: Callable[..., Any], conn: Any, *args: Any
+    registration: _Registration, fn: Callable[..., Any], session: Session, *args: Any
 ) -> tuple[bool, Any]:
     """Runs ``fn(session, *args)``; (False, None) when it raised."""
-    session = Session(conn)
     try:
         return True, fn(session, *args)
     except Exception as exc:
-        registration.last_exception = exc
+        _contain(registration, session, exc)
         return False, None
     finally:
         session._expire()
@@ -395,25 +598,27 @@ def _py_state_callback(
     now: Any,
     events: int,
 ) -> int:
-    # Returning 0 without a close is how a failed state is reported: the
-    # engine fails the connection's messages transiently, naming the state.
     registration = _registration_of(conn.state)
     if registration is None or registration.state.callback is None:
-        return 0
+        return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, b"Python state is gone"))
+    session = Session(conn, dc, connh)
     ok, wanted = _call_with_session(
-        registration, registration.state.callback, conn, int(events)
+        registration, registration.state.callback, session, int(events)
     )
+    if session._closed:
+        return 0
     if not ok:
         return 0
     if wanted is None:
         return int(lib.SMTP_WANT_READ)
     if isinstance(wanted, int) and wanted and not wanted & ~_WANT_BITS:
         return int(wanted)
-    registration.last_exception = TypeError(
+    message = (
         f"state {registration.state.name!r} callback returned {wanted!r}; "
         "return None or SMTP_WANT_* flags"
     )
-    return 0
+    registration.last_exception = TypeError(message)
+    return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, message.encode()))
 
 
 @ffi.def_extern()
@@ -421,11 +626,17 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     registration = _registration_of(self)
     if registration is None or registration.state.setup is None:
         return 0
-    ok, result = _call_with_session(registration, registration.state.setup, connh.conn)
-    if ok and result is None:
+    session = Session(connh.conn, dc, connh)
+    ok, result = _call_with_session(registration, registration.state.setup, session)
+    if session._closed or not ok:
+        return int(lib.SMTP_ESTATE)
+    if result is None:
         return 0
-    if ok and isinstance(result, int) and not result & ~(_WANT_BITS | SKIP):
+    if isinstance(result, int) and not result & ~(_WANT_BITS | SKIP):
         return int(result)
+    registration.last_exception = TypeError(
+        f"state {registration.state.name!r} setup returned {result!r}"
+    )
     return int(lib.SMTP_ESTATE)
 
 
@@ -433,7 +644,13 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
 def _py_state_free(self: Any, conn: Any) -> None:
     registration = _registration_of(self)
     if registration is not None and registration.state.free is not None:
-        _call_with_session(registration, registration.state.free, conn)
+        session = Session(conn)
+        try:
+            registration.state.free(session)
+        except Exception as exc:
+            registration.last_exception = exc
+        finally:
+            session._expire()
 
 
 @ffi.def_extern()
@@ -466,7 +683,7 @@ def _py_state_tostring(self: Any, stage: int) -> Any:
         except Exception as exc:
             registration.last_exception = exc
             return fallback
-        if not isinstance(text, str) or len(texts) >= _MAX_STAGE_TEXTS:
+        if not isinstance(text, str) or not text or len(texts) >= _MAX_STAGE_TEXTS:
             return fallback
         encoded = text.encode("utf-8", "replace").replace(b"\0", b"?")
         texts[stage] = ffi.new("char[]", encoded)

@@ -1,0 +1,528 @@
+"""Sending messages from Python through the C engine.
+
+:func:`deliver` returns one :class:`MessageResult` per message, in input
+order; :func:`deliver_async` yields them as messages complete, stepping the
+C loop on the asyncio thread through the scheduler's descriptor.  Either
+way Python is entered once per turn of the C loop to collect the outcomes
+gathered in C (plus once per call of a Python state's callable), never per
+reply or per recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as _events
+from ._smtpstate_cffi import ffi, lib
+from .errors import InvalidArgumentError, SmtpStateError, error_from_code
+from .states import Stage
+
+__all__ = [
+    "BounceClass",
+    "Destination",
+    "Message",
+    "MessageResult",
+    "Outcome",
+    "RecipientResult",
+    "deliver",
+    "deliver_async",
+]
+
+
+class Outcome(enum.IntEnum):
+    """How a recipient's delivery ended (values from C)."""
+
+    DELIVERED = lib.SMTP_OUTCOME_DELIVERED
+    TRANSIENT = lib.SMTP_OUTCOME_TRANSIENT
+    PERMANENT = lib.SMTP_OUTCOME_PERMANENT
+
+
+class BounceClass(enum.IntEnum):
+    """Bounce classification codes (values from C); 0 when delivered."""
+
+    NONE = 0
+    UNDETERMINED = lib.SMTP_BOUNCE_UNDETERMINED
+    INVALID_RECIPIENT = lib.SMTP_BOUNCE_INVALID_RECIPIENT
+    SOFT = lib.SMTP_BOUNCE_SOFT
+    DNS_FAILURE = lib.SMTP_BOUNCE_DNS_FAILURE
+    MAILBOX_FULL = lib.SMTP_BOUNCE_MAILBOX_FULL
+    TOO_LARGE = lib.SMTP_BOUNCE_TOO_LARGE
+    TIMEOUT = lib.SMTP_BOUNCE_TIMEOUT
+    ADMIN_FAILURE = lib.SMTP_BOUNCE_ADMIN_FAILURE
+    NO_RCPT = lib.SMTP_BOUNCE_NO_RCPT
+    GENERIC = lib.SMTP_BOUNCE_GENERIC
+    MAIL_BLOCK = lib.SMTP_BOUNCE_MAIL_BLOCK
+    SPAM_BLOCK = lib.SMTP_BOUNCE_SPAM_BLOCK
+    SPAM_CONTENT = lib.SMTP_BOUNCE_SPAM_CONTENT
+    PROHIBITED_ATTACHMENT = lib.SMTP_BOUNCE_PROHIBITED_ATTACHMENT
+    RELAY_DENIED = lib.SMTP_BOUNCE_RELAY_DENIED
+    AUTO_REPLY = lib.SMTP_BOUNCE_AUTO_REPLY
+    TRANSIENT = lib.SMTP_BOUNCE_TRANSIENT
+    SUBSCRIBE = lib.SMTP_BOUNCE_SUBSCRIBE
+    UNSUBSCRIBE = lib.SMTP_BOUNCE_UNSUBSCRIBE
+    CHALLENGE_RESPONSE = lib.SMTP_BOUNCE_CHALLENGE_RESPONSE
+
+
+def _check_address(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    bad = [c for c in ("\r", "\n", "\0", "<", ">") if c in value]
+    if bad:
+        raise InvalidArgumentError(
+            f"{what} {value!r} contains {bad[0]!r} (rule: address without CR, "
+            "LF, NUL or angle brackets)"
+        )
+    if len(value.encode("utf-8")) > 998:
+        raise InvalidArgumentError(f"{what} is longer than 998 octets (rule: address)")
+    return value
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message to send: envelope sender, recipients and the RFC 5322 bytes.
+
+    ``data`` is a bytes-like object or a path (``str`` or ``os.PathLike``) to
+    a readable file.  ``sender`` may be ``""`` for the null reverse-path.
+    ``id`` is the caller's own and is carried to the result.  Raises
+    :class:`~smtpstate.errors.InvalidArgumentError` (a ``ValueError``) for a
+    CR, LF, NUL or angle bracket in an address, no recipients, or an
+    unreadable file, and ``TypeError`` for data of another type.
+    """
+
+    sender: str
+    recipients: Sequence[str]
+    data: bytes | bytearray | memoryview | str | os.PathLike[str]
+    id: Any = None
+
+    def __post_init__(self) -> None:
+        _check_address("sender", self.sender)
+        if isinstance(self.recipients, str | bytes):
+            raise TypeError("recipients must be a sequence of str, not one string")
+        recipients = tuple(self.recipients)
+        if not recipients:
+            raise InvalidArgumentError("no recipients (rule: at least one recipient)")
+        for rcpt in recipients:
+            if not _check_address("recipient", rcpt):
+                raise InvalidArgumentError("empty recipient (rule: address)")
+        object.__setattr__(self, "recipients", recipients)
+        data = self.data
+        if isinstance(data, str | os.PathLike):
+            path = os.fspath(data)
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise InvalidArgumentError(
+                    f"message file {path!r} is not a readable file (rule: body)"
+                )
+        elif not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(
+                "message data must be bytes or a path to a readable file, not "
+                f"{type(data).__name__}"
+            )
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where to deliver and the settings a reused connection must share."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    helo: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """One recipient's outcome with the reply (or error) that decided it."""
+
+    recipient: str
+    outcome: Outcome
+    code: int
+    enhanced: str
+    text: str
+    stage: int
+    state: str
+    bounce_class: int
+    error: str | None
+    session_id: int
+
+    @property
+    def delivered(self) -> bool:
+        """True when the server accepted the message for this recipient."""
+        return self.outcome is Outcome.DELIVERED
+
+    @property
+    def stage_text(self) -> str:
+        """The stage as logs name it, such as ``"during RCPT TO"``."""
+        try:
+            return Stage(self.stage).text
+        except ValueError:
+            return f"custom stage {self.stage}"
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    """A message's results, one per recipient in the message's order."""
+
+    message: Message
+    recipients: tuple[RecipientResult, ...]
+
+    @property
+    def delivered(self) -> bool:
+        """True when every recipient was delivered."""
+        return all(r.delivered for r in self.recipients)
+
+    @property
+    def outcome(self) -> Outcome:
+        """The worst outcome among the recipients."""
+        return max(r.outcome for r in self.recipients)
+
+
+_TIMEOUT_NAMES = {
+    "connect": lib.SMTP_TIMEOUT_CONNECT,
+    "banner": lib.SMTP_TIMEOUT_BANNER,
+    "ehlo": lib.SMTP_TIMEOUT_EHLO,
+    "mail": lib.SMTP_TIMEOUT_MAIL,
+    "rcpt": lib.SMTP_TIMEOUT_RCPT,
+    "data": lib.SMTP_TIMEOUT_DATA,
+    "body": lib.SMTP_TIMEOUT_BODY,
+    "confirm": lib.SMTP_TIMEOUT_CONFIRM,
+    "rset": lib.SMTP_TIMEOUT_RSET,
+    "quit": lib.SMTP_TIMEOUT_QUIT,
+    "tls": lib.SMTP_TIMEOUT_TLS,
+    "idle": lib.SMTP_TIMEOUT_IDLE,
+    "custom": lib.SMTP_TIMEOUT_CUSTOM,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine settings for one delivery call (DESIGN 9 defaults)."""
+
+    concurrency: int = 20
+    max_messages_per_connection: int = 100
+    max_recipients_per_transaction: int = 100
+    queue_capacity: int = 10000
+    fold_long_lines: int = 0
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    wire_trace: bool = False
+
+
+@dataclass
+class _InFlight:
+    index: int
+    message: Message
+    keep: tuple[Any, ...]
+    results: list[RecipientResult | None]
+    remaining: int
+
+
+class _Engine:
+    """One C scheduler, its collector and the messages it holds."""
+
+    def __init__(
+        self, dest: Destination, settings: Settings, event_sink: Any | None
+    ) -> None:
+        self._collector = ffi.new("struct smtpstate_py_collector *")
+        self._event_sink = event_sink
+        self._config = self._build_config(settings, event_sink is not None)
+        self._dest_keep = self._build_destination(dest)
+        self._sched = lib.smtp_scheduler_new(self._config)
+        if self._sched == ffi.NULL:
+            code = lib.smtp_last_error_code()
+            raise error_from_code(code, ffi.string(lib.smtp_last_error()).decode())
+        self._ids = itertools.count(1)
+        self.in_flight: dict[int, _InFlight] = {}
+
+    def _build_config(self, s: Settings, with_events: bool) -> Any:
+        cfg = ffi.new("smtp_config *")
+        lib.smtp_config_init(cfg)
+        if s.concurrency < 1:
+            raise InvalidArgumentError("concurrency must be at least 1")
+        cfg.max_connections = s.concurrency
+        cfg.max_connections_per_destination = s.concurrency
+        cfg.max_messages_per_connection = s.max_messages_per_connection
+        cfg.max_recipients_per_transaction = s.max_recipients_per_transaction
+        cfg.queue_capacity = s.queue_capacity
+        cfg.fold_long_lines = s.fold_long_lines
+        cfg.wire_trace = 1 if s.wire_trace else 0
+        for name, seconds in s.timeouts.items():
+            if name not in _TIMEOUT_NAMES:
+                raise InvalidArgumentError(
+                    f"unknown timeout {name!r}; known: {', '.join(_TIMEOUT_NAMES)}"
+                )
+            cfg.timeout_ms[_TIMEOUT_NAMES[name]] = max(1, int(seconds * 1000))
+        cfg.on_outcome = lib.smtpstate_py_on_outcome
+        cfg.outcome_arg = self._collector
+        if with_events:
+            cfg.on_event = lib.smtpstate_py_on_event
+            cfg.event_arg = self._collector
+        return cfg
+
+    def _build_destination(self, dest: Destination) -> tuple[Any, ...]:
+        self.dest = ffi.new("smtp_destination *")
+        host = ffi.new("char[]", dest.host.encode())
+        self.dest.host = host
+        self.dest.port = dest.port
+        keep: list[Any] = [host]
+        if dest.helo is not None:
+            helo = ffi.new("char[]", dest.helo.encode())
+            self.dest.helo = helo
+            keep.append(helo)
+        if dest.source is not None:
+            source = ffi.new("char[]", dest.source.encode())
+            self.dest.source = source
+            keep.append(source)
+        return tuple(keep)
+
+    def submit(self, index: int, message: Message) -> bool:
+        """Hands a message to C; False when the queue is full."""
+        msg_id = next(self._ids)
+        cmsg = ffi.new("smtp_message *")
+        sender = ffi.new("char[]", message.sender.encode())
+        rcpts = [ffi.new("char[]", r.encode()) for r in message.recipients]
+        rcpt_array = ffi.new("char *[]", rcpts)
+        cmsg.sender = sender
+        cmsg.recipients = rcpt_array
+        cmsg.nrecipients = len(rcpts)
+        cmsg.id = msg_id
+        keep: tuple[Any, ...]
+        if isinstance(message.data, str | os.PathLike):
+            path = ffi.new("char[]", os.fsencode(message.data))
+            cmsg.path = path
+            keep = (cmsg, sender, rcpts, rcpt_array, path)
+        else:
+            buf = ffi.from_buffer(message.data)
+            cmsg.data = buf
+            cmsg.len = len(buf)
+            keep = (cmsg, sender, rcpts, rcpt_array, buf)
+        rc = lib.smtp_scheduler_submit(self._sched, self.dest, cmsg)
+        if rc == lib.SMTP_EAGAIN:
+            return False
+        if rc != 0:
+            raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
+        self.in_flight[msg_id] = _InFlight(
+            index, message, keep, [None] * len(rcpts), len(rcpts)
+        )
+        return True
+
+    def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
+        """One turn of the C loop; the messages that completed in it."""
+        rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+        if rc < 0:
+            raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
+        return self.collect()
+
+    def collect(self) -> list[tuple[int, MessageResult]]:
+        c = self._collector
+        if c.failed:
+            raise SmtpStateError("out of memory while collecting outcomes")
+        done: list[tuple[int, MessageResult]] = []
+        text = ffi.unpack(c.text, c.text_len) if c.text_len else b""
+        for i in range(c.n_outcomes):
+            finished = self._record(c.outcomes[i], text)
+            if finished is not None:
+                done.append(finished)
+        if c.n_events and self._event_sink is not None:
+            self._event_sink.emit_batch(c.events, c.n_events, text)
+        lib.smtpstate_py_collector_reset(c)
+        return done
+
+    def _record(self, o: Any, text: bytes) -> tuple[int, MessageResult] | None:
+        flight = self.in_flight[o.message_id]
+        rcpt = int(o.rcpt)
+        body = text[o.text_at : o.text_at + o.text_len]
+        flight.results[rcpt] = RecipientResult(
+            recipient=flight.message.recipients[rcpt],
+            outcome=Outcome(o.kind),
+            code=int(o.code),
+            enhanced=ffi.string(o.enhanced).decode("ascii", "replace"),
+            text=body.decode("utf-8", "replace"),
+            stage=int(o.stage),
+            state=ffi.string(o.state).decode("utf-8", "replace"),
+            bounce_class=int(o.bounce_class),
+            error=(
+                ffi.string(lib.smtp_error_name(o.error)).decode() if o.error else None
+            ),
+            session_id=int(o.session_id),
+        )
+        flight.remaining -= 1
+        if flight.remaining:
+            return None
+        del self.in_flight[o.message_id]
+        results = tuple(r for r in flight.results if r is not None)
+        return flight.index, MessageResult(flight.message, results)
+
+    @property
+    def open(self) -> bool:
+        return self._sched != ffi.NULL
+
+    @property
+    def fd(self) -> int:
+        return int(lib.smtp_scheduler_fd(self._sched))
+
+    def next_deadline(self) -> int:
+        return int(lib.smtp_scheduler_next_deadline(self._sched))
+
+    def drain(self) -> None:
+        lib.smtp_scheduler_drain(self._sched)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing pending and no connection open."""
+        return (
+            lib.smtp_scheduler_pending(self._sched) == 0
+            and lib.smtp_scheduler_connections(self._sched) == 0
+        )
+
+    def close(self) -> list[tuple[int, MessageResult]]:
+        """Frees the scheduler; anything unsettled gets a transient outcome."""
+        if self._sched == ffi.NULL:
+            return []
+        lib.smtp_scheduler_free(self._sched)
+        self._sched = ffi.NULL
+        done = self.collect()
+        lib.smtpstate_py_collector_free(self._collector)
+        return done
+
+
+def _settings(kwargs: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**kwargs)
+    except TypeError as exc:
+        raise TypeError(f"unknown delivery setting: {exc}") from None
+
+
+def _checked(messages: Iterable[Message]) -> Iterator[Message]:
+    for message in messages:
+        if not isinstance(message, Message):
+            raise TypeError(f"expected Message, not {type(message).__name__}")
+        yield message
+
+
+def deliver(
+    messages: Iterable[Message],
+    host: str = "127.0.0.1",
+    port: int = 25,
+    *,
+    helo: str | None = None,
+    source: str | None = None,
+    log_events: bool = False,
+    json_events: Any = None,
+    **settings: Any,
+) -> list[MessageResult]:
+    """Sends every message to ``host:port`` and returns their results in
+    input order, once every recipient has an outcome.
+
+    Settings: ``concurrency`` (connections at once, 20),
+    ``max_messages_per_connection`` (100), ``max_recipients_per_transaction``
+    (100), ``queue_capacity`` (10,000), ``fold_long_lines`` (0: never),
+    ``timeouts`` (seconds by name: connect, banner, ehlo, mail, rcpt, data,
+    body, confirm, rset, quit, idle, custom), ``wire_trace``.  Events go to
+    the ``smtpstate`` logger with ``log_events`` and as JSON lines to the
+    file object ``json_events``.  Raises ``TypeError`` or
+    :class:`~smtpstate.errors.InvalidArgumentError` for bad arguments before
+    anything is sent, and :class:`~smtpstate.errors.WrongThreadError` off the
+    thread that imported smtpstate.
+    """
+    items = list(_checked(messages))
+    sink = _events.sink_for(log_events, json_events)
+    engine = _Engine(Destination(host, port, helo, source), _settings(settings), sink)
+    results: list[MessageResult | None] = [None] * len(items)
+    try:
+        queue = iter(enumerate(items))
+        waiting: tuple[int, Message] | None = None
+        while True:
+            waiting = _submit_some(engine, queue, waiting)
+            if waiting is None and not engine.in_flight:
+                break
+            for index, result in engine.step(-1):
+                results[index] = result
+        engine.drain()
+        while not engine.idle:
+            engine.step(-1)
+    finally:
+        for index, result in engine.close():
+            results[index] = result
+    return [r for r in results if r is not None]
+
+
+def _submit_some(
+    engine: _Engine,
+    queue: Iterator[tuple[int, Message]],
+    waiting: tuple[int, Message] | None,
+) -> tuple[int, Message] | None:
+    """Submits until the queue is full; returns the message still waiting."""
+    while True:
+        item = waiting if waiting is not None else next(queue, None)
+        if item is None:
+            return None
+        if not engine.submit(*item):
+            return item
+        waiting = None
+
+
+async def deliver_async(
+    messages: Iterable[Message],
+    host: str = "127.0.0.1",
+    port: int = 25,
+    *,
+    helo: str | None = None,
+    source: str | None = None,
+    log_events: bool = False,
+    json_events: Any = None,
+    **settings: Any,
+) -> AsyncIterator[MessageResult]:
+    """Sends the messages and yields each :class:`MessageResult` as its last
+    recipient is settled, in completion order.
+
+    The C loop runs on the asyncio thread, woken through the scheduler's
+    descriptor and its next deadline, so other tasks keep running while mail
+    is sent.  Arguments and errors as :func:`deliver`.
+    """
+    items = _checked(messages)
+    sink = _events.sink_for(log_events, json_events)
+    engine = _Engine(Destination(host, port, helo, source), _settings(settings), sink)
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(engine.fd, ready.set)
+    try:
+        queue = enumerate(items)
+        waiting: tuple[int, Message] | None = None
+        exhausted = False
+        while True:
+            if not exhausted:
+                waiting = _submit_some(engine, queue, waiting)
+                exhausted = waiting is None
+            for _, result in engine.step(0):
+                yield result
+            if exhausted and not engine.in_flight:
+                break
+            await _wait(ready, engine.next_deadline())
+        engine.drain()
+        while not engine.idle:
+            engine.step(0)
+            await _wait(ready, engine.next_deadline())
+        loop.remove_reader(engine.fd)
+        for _, result in engine.close():
+            yield result
+    finally:
+        if engine.open:
+            loop.remove_reader(engine.fd)
+            engine.close()
+
+
+async def _wait(ready: asyncio.Event, deadline_ms: int) -> None:
+    """Waits for the descriptor or the next deadline, whichever is first."""
+    if deadline_ms == 0:
+        await asyncio.sleep(0)
+        return
+    timeout = None if deadline_ms < 0 else deadline_ms / 1000
+    ready.clear()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(ready.wait(), timeout)

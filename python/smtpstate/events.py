@@ -1,0 +1,95 @@
+"""Engine events into Python's ``logging`` and, on request, JSON lines.
+
+Each event becomes one ``key=value`` line on the ``smtpstate`` logger:
+``session=<id> state=<name> stage=<code> event=<what> ...``.  Connections,
+outcomes and closes log at INFO; state changes (``change=from->to``),
+replies and the wire trace at DEBUG.  Message bodies never reach the log:
+the wire trace is for commands and replies (AUTH is never logged, as the
+engine has none yet).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import IO, Any
+
+from ._smtpstate_cffi import ffi, lib
+
+__all__ = ["EventSink", "sink_for"]
+
+logger = logging.getLogger("smtpstate")
+
+_NAMES = {
+    lib.SMTP_EVENT_CONNECT: "connect",
+    lib.SMTP_EVENT_STATE: "state",
+    lib.SMTP_EVENT_REPLY: "reply",
+    lib.SMTP_EVENT_OUTCOME: "outcome",
+    lib.SMTP_EVENT_CLOSE: "close",
+    lib.SMTP_EVENT_WIRE: "wire",
+}
+_INFO = {lib.SMTP_EVENT_CONNECT, lib.SMTP_EVENT_OUTCOME, lib.SMTP_EVENT_CLOSE}
+
+
+def _quote(text: str) -> str:
+    if text and all(c.isprintable() and c not in ' "=\\' for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+class EventSink:
+    """Turns a batch of collected C events into log lines and JSON lines."""
+
+    def __init__(self, log: bool, json_file: IO[str] | None) -> None:
+        self.log = log
+        self.json_file = json_file
+
+    def emit_batch(self, events: Any, count: int, text: bytes) -> None:
+        for i in range(count):
+            fields = self._fields(events[i], text)
+            if self.log:
+                level = logging.INFO if events[i].type in _INFO else logging.DEBUG
+                if logger.isEnabledFor(level):
+                    line = " ".join(f"{k}={_quote(str(v))}" for k, v in fields.items())
+                    logger.log(level, "%s", line)
+            if self.json_file is not None:
+                self.json_file.write(json.dumps(fields, ensure_ascii=False) + "\n")
+
+    @staticmethod
+    def _fields(ev: Any, text: bytes) -> dict[str, Any]:
+        kind = _NAMES.get(ev.type, str(ev.type))
+        fields: dict[str, Any] = {
+            "session": f"{ev.session_id:x}",
+            "state": ffi.string(ev.state).decode("utf-8", "replace") or "-",
+            "stage": int(ev.stage),
+            "event": kind,
+        }
+        body = text[ev.text_at : ev.text_at + ev.text_len].decode("utf-8", "replace")
+        if ev.type == lib.SMTP_EVENT_STATE:
+            old = ffi.string(getattr(ev, "from")).decode("utf-8", "replace") or "-"
+            fields["change"] = f"{old}->{fields['state']}"
+        elif ev.type == lib.SMTP_EVENT_REPLY:
+            fields["code"] = int(ev.code)
+            fields["text"] = body
+        elif ev.type == lib.SMTP_EVENT_CLOSE:
+            error = ffi.string(lib.smtp_error_name(ev.error)).decode()
+            fields["error"] = error if ev.error else "-"
+            fields["reason"] = body
+        elif ev.type == lib.SMTP_EVENT_OUTCOME:
+            fields["code"] = int(ev.code)
+            fields["text"] = body
+        elif ev.type == lib.SMTP_EVENT_WIRE:
+            fields["direction"] = "sent" if ev.sent else "received"
+            # Message bodies never reach a log: only their size does.
+            in_body = fields["state"] == "body" and ev.sent
+            fields["bytes"] = f"<{ev.text_len} body bytes>" if in_body else body
+        fields["connections"] = int(ev.connections)
+        return fields
+
+
+def sink_for(log: bool, json_file: IO[str] | None) -> EventSink | None:
+    """The sink for these options, or None when no event is wanted (the C
+    engine then collects none)."""
+    if not log and json_file is None:
+        return None
+    return EventSink(log, json_file)
