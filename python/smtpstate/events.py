@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from ._smtpstate_cffi import ffi, lib
 
-__all__ = ["EventSink", "sink_for"]
+__all__ = ["EventSink", "format_fields", "sink_for"]
 
 logger = logging.getLogger("smtpstate")
 
@@ -37,6 +37,11 @@ def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def format_fields(fields: dict[str, Any]) -> str:
+    """One ``key=value`` line; values with spaces or quotes are JSON-quoted."""
+    return " ".join(f"{key}={_quote(str(value))}" for key, value in fields.items())
+
+
 class EventSink:
     """Turns a batch of collected C events into log lines and JSON lines."""
 
@@ -50,8 +55,7 @@ class EventSink:
             if self.log:
                 level = logging.INFO if events[i].type in _INFO else logging.DEBUG
                 if logger.isEnabledFor(level):
-                    line = " ".join(f"{k}={_quote(str(v))}" for k, v in fields.items())
-                    logger.log(level, "%s", line)
+                    logger.log(level, "%s", format_fields(fields))
             if self.json_file is not None:
                 self.json_file.write(json.dumps(fields, ensure_ascii=False) + "\n")
 

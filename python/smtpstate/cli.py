@@ -1,0 +1,332 @@
+"""The ``smtpstate`` command: send RFC 5322 files through the engine.
+
+    smtpstate                                # the bundled samples, embedded sink
+    smtpstate --from a@x --to b@y FILE...    # explicit envelope
+    smtpstate -t FILE...                     # envelope from the headers
+    smtpstate --server mx.example:25 -t FILE...
+
+With no ``--server`` an embedded aiosmtpd sink on loopback receives the
+messages and keeps them in a folder it names.  One ``key=value`` line per
+recipient outcome goes to standard output.  Exit status: 0 all delivered,
+75 only transient failures, 1 any permanent failure, 64 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.utils
+import importlib
+import importlib.util
+import pathlib
+import re
+import sys
+import time
+from collections.abc import Sequence
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import NoReturn
+
+from . import delivery
+from .delivery import Message, MessageResult, Outcome
+from .events import format_fields
+from .sink import EmbeddedSink
+
+EX_OK, EX_PERMANENT, EX_USAGE, EX_TEMPFAIL = 0, 1, 64, 75
+SAMPLES = pathlib.Path(__file__).resolve().parent / "samples"
+PROGRESS_EVERY = 2.0
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in a message's headers."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"smtpstate: {message}", file=sys.stderr)
+        raise SystemExit(EX_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="smtpstate", description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="*", metavar="FILE", help="RFC 5322 messages")
+    p.add_argument("--from", dest="sender", metavar="ADDR", help="envelope sender")
+    p.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="envelope recipient (repeat for more)",
+    )
+    p.add_argument(
+        "-t",
+        action="store_true",
+        dest="from_headers",
+        help="like sendmail -t: recipients from To, Cc, Bcc (Bcc "
+        "removed); sender from Return-Path, Sender or a single From",
+    )
+    p.add_argument(
+        "--server",
+        metavar="HOST[:PORT]",
+        help="deliver here instead of the embedded sink",
+    )
+    p.add_argument("--helo", metavar="NAME", help="the EHLO name")
+    p.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (name or .py path) that registers states",
+    )
+    p.add_argument("--concurrency", type=int, default=20, metavar="N")
+    p.add_argument(
+        "--timeout",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="a deadline, e.g. banner=30 or idle=5",
+    )
+    p.add_argument("--sink-dir", metavar="DIR", help="folder for the embedded sink")
+    p.add_argument(
+        "--log-events",
+        action="store_true",
+        help="engine events to standard error as key=value lines",
+    )
+    p.add_argument("--json-events", metavar="FILE", help="engine events as JSON lines")
+    p.add_argument("--quiet", action="store_true", help="no per-recipient lines")
+    return p  # fmt: skip
+
+
+# ---- envelopes ---------------------------------------------------------------
+
+_HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\r\n\n|\n\r\n")
+
+
+def _split_header(data: bytes) -> tuple[bytes, bytes]:
+    match = _HEADER_END.search(data)
+    if match is None:
+        return data, b""
+    return data[: match.start()], data[match.start() :]
+
+
+def _without_bcc(data: bytes) -> bytes:
+    """The message with its Bcc header fields removed, every other byte kept."""
+    header, rest = _split_header(data)
+    lines = re.split(rb"(?<=\n)|(?<=\r)(?!\n)", header)
+    kept: list[bytes] = []
+    dropping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and dropping:
+            continue
+        dropping = line[:4].lower() == b"bcc:"
+        if not dropping:
+            kept.append(line)
+    return b"".join(kept) + rest
+
+
+def _addresses(values: Sequence[str]) -> list[str]:
+    return [addr for _, addr in email.utils.getaddresses(list(values)) if addr]
+
+
+def envelope_from_headers(data: bytes, name: str) -> tuple[str, list[str], bytes]:
+    """``sendmail -t``: (sender, recipients, bytes without Bcc)."""
+    header, _ = _split_header(data)
+    fields = BytesHeaderParser(policy=compat32).parsebytes(header + b"\n\n")
+    rcpts = _addresses(fields.get_all("To", []) + fields.get_all("Cc", [])
+                       + fields.get_all("Bcc", []))  # fmt: skip
+    if not rcpts:
+        raise UsageError(f"{name}: no recipients in To, Cc or Bcc")
+    return_path = fields.get_all("Return-Path", [])
+    senders = fields.get_all("Sender", [])
+    froms = _addresses(fields.get_all("From", []))
+    if len(return_path) > 1 or len(senders) > 1:
+        raise UsageError(f"{name}: more than one Return-Path or Sender field")
+    if return_path:
+        sender = email.utils.parseaddr(return_path[0])[1]
+    elif senders:
+        sender = email.utils.parseaddr(senders[0])[1]
+    elif len(froms) == 1:
+        sender = froms[0]
+    else:
+        raise UsageError(
+            f"{name}: the sender is ambiguous ({len(froms)} From addresses and "
+            "no Sender or Return-Path)"
+        )
+    return sender, list(dict.fromkeys(rcpts)), _without_bcc(data)
+
+
+def _messages(args: argparse.Namespace) -> list[tuple[str, Message]]:
+    files = [pathlib.Path(f) for f in args.files]
+    from_headers = args.from_headers
+    if not files:
+        files = sorted(SAMPLES.glob("*.eml"))
+        from_headers = not (args.sender and args.to)
+    if from_headers and (args.sender or args.to):
+        raise UsageError("-t takes the envelope from the headers; drop --from/--to")
+    if not from_headers and not (args.sender is not None and args.to):
+        raise UsageError("give --from and --to, or -t")
+    out = []
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"{path}: not a readable file")
+        try:
+            if from_headers:
+                sender, rcpts, data = envelope_from_headers(
+                    path.read_bytes(), str(path)
+                )
+                out.append((str(path), Message(sender, rcpts, data, id=str(path))))
+            else:
+                out.append(
+                    (str(path), Message(args.sender, args.to, path, id=str(path)))
+                )
+        except (ValueError, TypeError, OSError) as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    return out
+
+
+# ---- options -------------------------------------------------------------------
+
+
+def _server(spec: str) -> tuple[str, int]:
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:]+)(?::(\d+))?", spec)
+    if match is None:
+        raise UsageError(f"bad --server {spec!r}; use HOST, HOST:PORT or [V6]:PORT")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4) or 25)
+    if not 0 < port < 65536:
+        raise UsageError(f"bad port in --server {spec!r}")
+    return host, port
+
+
+def _timeouts(specs: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise UsageError(f"bad --timeout {spec!r}; use NAME=SECONDS") from None
+    return out
+
+
+def _load_states(modules: Sequence[str]) -> None:
+    for spec in modules:
+        try:
+            if spec.endswith(".py"):
+                path = pathlib.Path(spec)
+                module_spec = importlib.util.spec_from_file_location(path.stem, path)
+                if module_spec is None or module_spec.loader is None:
+                    raise ImportError(f"cannot load {spec}")
+                module = importlib.util.module_from_spec(module_spec)
+                module_spec.loader.exec_module(module)
+            else:
+                importlib.import_module(spec)
+        except Exception as exc:
+            raise UsageError(f"--state {spec}: {type(exc).__name__}: {exc}") from None
+
+
+# ---- running -----------------------------------------------------------------
+
+
+def _line(name: str, result: MessageResult) -> list[str]:
+    return [
+        format_fields({
+            "file": name,
+            "rcpt": r.recipient,
+            "result": r.outcome.name.lower(),
+            "code": r.code,
+            "enhanced": r.enhanced or "-",
+            "stage": r.stage,
+            "state": r.state or "-",
+            "class": r.bounce_class,
+            "error": r.error or "-",
+            "session": f"{r.session_id:x}",
+            "text": r.text,
+        })
+        for r in result.recipients
+    ]  # fmt: skip
+
+
+async def _send(args: argparse.Namespace, items: list[tuple[str, Message]],
+                host: str, port: int) -> list[MessageResult]:  # fmt: skip
+    results: list[MessageResult] = []
+    start = last = time.monotonic()
+    json_file = open(args.json_events, "w") if args.json_events else None  # noqa: SIM115
+    try:
+        async for result in delivery.deliver_async(
+            [m for _, m in items], host, port, helo=args.helo,
+            concurrency=args.concurrency, timeouts=_timeouts(args.timeout),
+            log_events=args.log_events, json_events=json_file,
+        ):  # fmt: skip
+            results.append(result)
+            if not args.quiet:
+                print("\n".join(_line(result.message.id, result)), flush=True)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                _progress(results, len(items), now - start)
+    finally:
+        if json_file is not None:
+            json_file.close()
+    return results
+
+
+def _progress(results: list[MessageResult], total: int, elapsed: float) -> None:
+    counts = {o: 0 for o in Outcome}
+    for result in results:
+        for r in result.recipients:
+            counts[r.outcome] += 1
+    print(
+        f"progress messages={len(results)}/{total} "
+        f"delivered={counts[Outcome.DELIVERED]} transient={counts[Outcome.TRANSIENT]} "
+        f"permanent={counts[Outcome.PERMANENT]} rate={len(results) / elapsed:.0f}/s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _exit_status(results: list[MessageResult]) -> int:
+    outcomes = {r.outcome for result in results for r in result.recipients}
+    if Outcome.PERMANENT in outcomes:
+        return EX_PERMANENT
+    if Outcome.TRANSIENT in outcomes:
+        return EX_TEMPFAIL
+    return EX_OK
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns its exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.log_events:
+            import logging
+
+            logging.basicConfig(
+                stream=sys.stderr, level=logging.INFO, format="%(message)s"
+            )
+        _load_states(args.state)
+        items = _messages(args)
+        if args.server:
+            host, port = _server(args.server)
+            results = asyncio.run(_send(args, items, host, port))
+        else:
+            with EmbeddedSink(args.sink_dir) as sink:
+                print(
+                    f"sink=127.0.0.1:{sink.port} folder={sink.folder}", file=sys.stderr
+                )
+                results = asyncio.run(_send(args, items, "127.0.0.1", sink.port))
+    except UsageError as exc:
+        print(f"smtpstate: {exc}", file=sys.stderr)
+        return EX_USAGE
+    status = _exit_status(results)
+    delivered = sum(r.delivered for result in results for r in result.recipients)
+    total = sum(len(result.recipients) for result in results)
+    print(f"summary messages={len(results)} recipients={total} delivered={delivered} "
+          f"exit={status}", file=sys.stderr)  # fmt: skip
+    return status
+
+
+def main() -> None:
+    """Console entry point."""
+    raise SystemExit(run())

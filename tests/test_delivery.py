@@ -1,0 +1,346 @@
+"""The Python delivery API and Python states in the C loop, against real
+loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import logging
+
+import pytest
+
+import smtpstate
+from servers import Script
+from smtpstate import BuiltinState, Message, Outcome, SmtpState
+
+SENDER = "sender@client.test"
+BODY = b"From: sender@client.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+def messages(n: int, rcpts: tuple[str, ...] = ("rcpt@server.test",)):
+    return [
+        Message(SENDER, rcpts, BODY.replace(b"hi", b"hi %d" % i), id=i)
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def registered():
+    """Registers states for one test and removes them afterwards."""
+    ids: list[int] = []
+
+    def register(state: SmtpState, after: int) -> int:
+        state_id = smtpstate.register_smtp_client_state(state, after)
+        ids.append(state_id)
+        return state_id
+
+    yield register
+    for state_id in reversed(ids):
+        smtpstate.smtp_unregister_client_state(state_id)
+
+
+def test_results_come_in_input_order_with_every_field(scripted_server_factory):
+    server = scripted_server_factory(
+        Script(
+            rcpt=lambda rcpt, i: (
+                "550 5.1.1 unknown user" if "bad" in rcpt else None or "250 2.1.5 Ok"
+            )
+        )
+    )
+    batch = messages(8, ("good@server.test", "bad@server.test"))
+    results = smtpstate.deliver(batch, "127.0.0.1", server.port, concurrency=3)
+    assert [r.message.id for r in results] == list(range(8))
+    for result in results:
+        good, bad = result.recipients
+        assert (good.recipient, good.outcome, good.code) == (
+            "good@server.test",
+            Outcome.DELIVERED,
+            250,
+        )
+        assert (bad.recipient, bad.outcome, bad.code, bad.enhanced) == (
+            "bad@server.test",
+            Outcome.PERMANENT,
+            550,
+            "5.1.1",
+        )
+        assert bad.stage == smtpstate.Stage.RCPT_TO and bad.state == "rcpt-to"
+        assert bad.bounce_class == smtpstate.BounceClass.INVALID_RECIPIENT
+        assert bad.text == "5.1.1 unknown user" and bad.error is None
+        assert good.session_id == bad.session_id != 0
+        assert not result.delivered and result.outcome is Outcome.PERMANENT
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            good.code = 1  # type: ignore[misc]
+    assert {m.data for m in server.wait_for_messages(8)} == {m.data for m in batch}
+
+
+def test_message_from_a_file_is_streamed_byte_exact(tmp_path, scripted_server_factory):
+    path = tmp_path / "m.eml"
+    path.write_bytes(b"Subject: file\n\n.dot\nbare lf\n")
+    server = scripted_server_factory(Script())
+    (result,) = smtpstate.deliver(
+        [Message(SENDER, ["a@server.test"], path)], "127.0.0.1", server.port
+    )
+    assert result.delivered
+    (msg,) = server.wait_for_messages(1)
+    assert msg.data == b"Subject: file\r\n\r\n.dot\r\nbare lf\r\n"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(sender="a\r\nRCPT TO:<x@y>"),
+        dict(sender="a\n@b"),
+        dict(sender="a\0@b"),
+        dict(recipients=["ok@x", "b\r@x"]),
+        dict(recipients=["<x@y>"]),
+        dict(recipients=[]),
+        dict(recipients=[""]),
+    ],
+)
+def test_bad_envelope_is_refused_before_anything_is_sent(bad, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    fields = dict(sender=SENDER, recipients=["r@server.test"], data=BODY) | bad
+    with pytest.raises(smtpstate.InvalidArgumentError, match="rule:") as info:
+        smtpstate.deliver([Message(**fields)], "127.0.0.1", server.port)
+    assert isinstance(info.value, ValueError)
+    assert server.sessions == []
+
+
+@pytest.mark.parametrize("data", [12, "no such file.eml", None, ["x"]])
+def test_message_that_is_not_bytes_or_a_readable_file_is_refused(data, tmp_path):
+    with pytest.raises((TypeError, smtpstate.InvalidArgumentError)):
+        Message(SENDER, ["r@server.test"], data)
+    with pytest.raises(smtpstate.InvalidArgumentError):
+        Message(SENDER, ["r@server.test"], tmp_path)  # a directory
+
+
+def test_non_message_in_the_list_is_a_type_error(scripted_server_factory):
+    server = scripted_server_factory(Script())
+    with pytest.raises(TypeError, match="expected Message"):
+        smtpstate.deliver([*messages(1), b"raw"], "127.0.0.1", server.port)
+    assert server.sessions == []
+
+
+def test_unreachable_server_fails_transiently_with_connect_error():
+    from servers import free_port
+
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", free_port())
+    (rcpt,) = result.recipients
+    assert rcpt.outcome is Outcome.TRANSIENT
+    assert rcpt.error == "SMTP_ECONNECT" and rcpt.stage == 0
+
+
+def test_python_state_after_session_ready_runs_once_per_session(
+    scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    registered(smtpstate.command_state("py-noop", "NOOP"), BuiltinState.SESSION_READY)
+    results = smtpstate.deliver(messages(12), "127.0.0.1", server.port, concurrency=3)
+    assert all(r.delivered for r in results)
+    sessions = server.wait_for_closed_sessions(3)
+    assert sum(len(s.messages) for s in sessions) == 12
+    assert any(len(s.messages) > 1 for s in sessions)
+    for session in sessions:
+        assert session.verbs.count("NOOP") == 1
+        assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
+
+
+def test_python_state_after_transaction_runs_once_per_message(
+    scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    registered(smtpstate.command_state("py-noop", "NOOP"), BuiltinState.TRANSACTION)
+    results = smtpstate.deliver(messages(5), "127.0.0.1", server.port, concurrency=1)
+    assert all(r.delivered for r in results)
+    (session,) = server.wait_for_closed_sessions(1)
+    assert [v for v in session.verbs if v in ("NOOP", "MAIL")] == ["NOOP", "MAIL"] * 5
+
+
+def test_python_state_answered_5xx_carries_reply_and_state_stage(
+    scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script(noop="554 5.7.1 policy says no"))
+    registered(
+        smtpstate.command_state("py-noop", "NOOP", stage=140),
+        BuiltinState.SESSION_READY,
+    )
+    results = smtpstate.deliver(
+        messages(2, ("a@server.test", "b@server.test")),
+        "127.0.0.1",
+        server.port,
+        concurrency=1,
+    )
+    rcpts = [r for result in results for r in result.recipients]
+    assert len(rcpts) == 4
+    for r in rcpts:
+        assert (r.outcome, r.code, r.enhanced, r.stage, r.state) == (
+            Outcome.PERMANENT,
+            554,
+            "5.7.1",
+            140,
+            "py-noop",
+        )
+        assert r.text == "5.7.1 policy says no"
+    assert server.messages == []
+
+
+def test_python_state_on_failure_continue_moves_on(scripted_server_factory, registered):
+    server = scripted_server_factory(Script(noop="502 5.5.1 no NOOP here"))
+    registered(
+        smtpstate.command_state("py-noop", "NOOP", on_failure="continue"),
+        BuiltinState.SESSION_READY,
+    )
+    results = smtpstate.deliver(messages(2), "127.0.0.1", server.port)
+    assert all(r.delivered for r in results)
+
+
+def test_exception_fails_only_its_connection_and_others_go_on(
+    scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    victims: list[int] = []
+
+    def callback(session, events):
+        if not victims:
+            victims.append(session.session_id)
+        if session.session_id == victims[0]:
+            raise RuntimeError("boom in a Python state")
+        session.next()
+
+    def setup(session):
+        session.wake()
+        return smtpstate.WANT_READ
+
+    registered(SmtpState("py-raises", callback, setup=setup), BuiltinState.TRANSACTION)
+    results = smtpstate.deliver(messages(12), "127.0.0.1", server.port, concurrency=3)
+    failed = [r for res in results for r in res.recipients if not r.delivered]
+    ok = [r for res in results for r in res.recipients if r.delivered]
+    assert len(failed) == 1 and len(ok) == 11
+    (bad,) = failed
+    assert bad.outcome is Outcome.TRANSIENT and bad.session_id == victims[0]
+    assert bad.error == "SMTP_ESTATE"
+    assert "raised RuntimeError: boom in a Python state" in bad.text
+    assert all(r.session_id != victims[0] for r in ok)
+    assert len(server.wait_for_messages(11)) == 11
+
+
+def test_callable_returning_nonsense_is_contained(scripted_server_factory, registered):
+    server = scripted_server_factory(Script())
+    registered(SmtpState("py-odd", lambda s, e: "what?"), BuiltinState.SESSION_READY)
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    (rcpt,) = result.recipients
+    assert rcpt.outcome is Outcome.TRANSIENT
+    assert "returned 'what?'" in rcpt.text
+
+
+def test_session_is_dead_after_its_call(scripted_server_factory, registered):
+    server = scripted_server_factory(Script())
+    kept = []
+
+    def callback(session, events):
+        kept.append(session)
+        session.next()
+
+    def setup(session):
+        session.wake()
+        return smtpstate.WANT_READ
+
+    registered(SmtpState("py-keep", callback, setup=setup), BuiltinState.SESSION_READY)
+    assert smtpstate.deliver(messages(1), "127.0.0.1", server.port)[0].delivered
+    with pytest.raises(smtpstate.SessionExpiredError, match="valid only during"):
+        kept[0].send("NOOP")
+
+
+def test_events_reach_logging_as_key_value_lines(scripted_server_factory, caplog):
+    server = scripted_server_factory(Script())
+    with caplog.at_level(logging.DEBUG, logger="smtpstate"):
+        smtpstate.deliver(messages(1), "127.0.0.1", server.port, log_events=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "smtpstate"]
+    assert lines[0].startswith("session=") and " event=connect " in lines[0]
+    assert any("event=state" in x and "change=ehlo->starttls" in x for x in lines)
+    assert any("event=reply" in x and "code=354" in x for x in lines)
+    assert any("event=outcome" in x and "code=250" in x for x in lines)
+    assert any("event=close" in x for x in lines)
+    sessions = {line.split()[0] for line in lines}
+    assert len(sessions) == 1
+
+
+def test_events_as_json_lines_keep_bodies_out(scripted_server_factory):
+    server = scripted_server_factory(Script())
+    out = io.StringIO()
+    smtpstate.deliver(
+        messages(1), "127.0.0.1", server.port, json_events=out, wire_trace=True
+    )
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "connect" and "outcome" in kinds and kinds[-1] == "close"
+    wire = [e for e in events if e["event"] == "wire"]
+    assert any(e["bytes"] == f"MAIL FROM:<{SENDER}>\r\n" for e in wire)
+    assert not any("Hello." in e.get("bytes", "") for e in wire)
+    assert any(e["bytes"].endswith("body bytes>") for e in wire)
+
+
+def test_async_streams_results_while_other_tasks_run(smtp_sink):
+    async def main():
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        seen = []
+        ticks_at_first = None
+        async for result in smtpstate.deliver_async(
+            messages(1000), "127.0.0.1", smtp_sink.port, concurrency=20
+        ):
+            if ticks_at_first is None:
+                ticks_at_first = ticks
+            seen.append(result)
+        stop.set()
+        await task
+        return seen, ticks_at_first, ticks
+
+    seen, ticks_at_first, ticks = asyncio.run(main())
+    assert len(seen) == 1000 and all(r.delivered for r in seen)
+    assert sorted(r.message.id for r in seen) == list(range(1000))
+    assert ticks > ticks_at_first  # the other task ran while results streamed
+    assert ticks >= 100
+    assert len({r.recipients[0].session_id for r in seen}) == 20
+    assert smtp_sink.wait_for_messages(1000) == 1000
+
+
+def test_async_delivery_can_be_abandoned_midway(scripted_server_factory):
+    server = scripted_server_factory(Script())
+
+    async def main():
+        agen = smtpstate.deliver_async(messages(20), "127.0.0.1", server.port)
+        first = await agen.__anext__()
+        await agen.aclose()
+        return first
+
+    assert asyncio.run(main()).delivered
+
+
+def test_delivery_from_another_thread_is_refused(scripted_server_factory):
+    import threading
+
+    server = scripted_server_factory(Script())
+    errors = []
+
+    def run():
+        try:
+            smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+        except smtpstate.SmtpStateError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert isinstance(errors[0], smtpstate.WrongThreadError)
+    assert server.sessions == []
