@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json-events", metavar="FILE", help="engine events as JSON lines")
     p.add_argument("--quiet", action="store_true", help="no per-recipient lines")
+    p.add_argument(
+        "--progress",
+        type=float,
+        default=PROGRESS_EVERY,
+        metavar="SECONDS",
+        help="seconds between progress lines on standard error",
+    )
     return p  # fmt: skip
 
 
@@ -263,7 +270,7 @@ async def _send(args: argparse.Namespace, items: list[tuple[str, Message]],
             if not args.quiet:
                 print("\n".join(_line(result.message.id, result)), flush=True)
             now = time.monotonic()
-            if now - last >= PROGRESS_EVERY:
+            if now - last >= args.progress:
                 last = now
                 _progress(results, len(items), now - start)
     finally:

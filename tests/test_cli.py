@@ -1,0 +1,202 @@
+"""The ``smtpstate`` command, run as a user runs it, against real servers."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import smtpstate.cli
+from canonical import canonical_body
+from driver import parse_line
+from servers import Script
+
+SAMPLES = pathlib.Path(smtpstate.cli.__file__).parent / "samples"
+
+
+def smtpstate_cmd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "smtpstate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def outcome_lines(stdout: str) -> list[dict[str, str]]:
+    return [parse_line(line) for line in stdout.splitlines() if "rcpt=" in line]
+
+
+def test_no_arguments_sends_the_samples_to_the_embedded_sink(tmp_path):
+    sink_dir = tmp_path / "sink"
+    out = smtpstate_cmd("--sink-dir", str(sink_dir))
+    assert out.returncode == 0, out.stderr
+    lines = outcome_lines(out.stdout)
+    assert len(lines) == 7 and {x["result"] for x in lines} == {"delivered"}
+    assert f"folder={sink_dir}" in out.stderr
+    stored = sorted(sink_dir.glob("*.eml"))
+    assert len(stored) == 4
+    received = {p.read_bytes() for p in stored}
+    for sample in sorted(SAMPLES.glob("*.eml")):
+        expected = smtpstate.cli._without_bcc(sample.read_bytes())
+        assert canonical_body(expected) in received
+    envelopes = [json.loads(p.read_text()) for p in sink_dir.glob("*.json")]
+    group = next(e for e in envelopes if e["mail_from"] == "carol@sender.example")
+    assert "grace@receiver.example" in group["rcpt_tos"]  # Bcc: in the envelope
+    assert not any(b"grace@" in body for body in received)  # and not in the bytes
+
+
+def test_explicit_envelope_to_a_named_server(tmp_path, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(b"Subject: cli\n\n.dot\nbody")
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "--from", "a@client.test",
+        "--to", "b@server.test", "--to", "c@server.test", str(msg),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = outcome_lines(out.stdout)
+    assert [(x["rcpt"], x["result"], x["code"]) for x in lines] == [
+        ("b@server.test", "delivered", "250"),
+        ("c@server.test", "delivered", "250"),
+    ]
+    assert lines[0]["file"] == str(msg)
+    (got,) = server.wait_for_messages(1)
+    assert got.mail_from == "a@client.test"
+    assert got.data == b"Subject: cli\r\n\r\n.dot\r\nbody\r\n"
+
+
+def write(tmp_path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_dash_t_takes_the_envelope_from_headers_and_drops_bcc(
+    tmp_path, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    data = (
+        b"Return-Path: <bounces@client.test>\r\nFrom: A <a@client.test>\r\n"
+        b"To: B <b@server.test>, c@server.test\r\nBcc: hidden@server.test,\r\n"
+        b" also-hidden@server.test\r\nCc: d@server.test\r\nSubject: t\r\n\r\n"
+        b"Bcc: this body line stays\r\n"
+    )
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "-t", write(tmp_path, "t.eml", data)
+    )
+    assert out.returncode == 0, out.stderr
+    (got,) = server.wait_for_messages(1)
+    assert got.mail_from == "bounces@client.test"
+    assert set(got.rcpts) == {
+        "b@server.test", "c@server.test", "d@server.test",
+        "hidden@server.test", "also-hidden@server.test",
+    }  # fmt: skip
+    assert got.data == data.replace(
+        b"Bcc: hidden@server.test,\r\n also-hidden@server.test\r\n", b""
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender"),
+    [
+        (b"Sender: s@client.test\r\nFrom: a@client.test, b@client.test\r\n",
+         "s@client.test"),
+        (b"From: Only <only@client.test>\r\n", "only@client.test"),
+        (b"Return-Path: <>\r\nFrom: a@client.test\r\n", ""),
+    ],
+)  # fmt: skip
+def test_dash_t_sender_rules(headers, sender, tmp_path, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    data = headers + b"To: r@server.test\r\nSubject: s\r\n\r\nx\r\n"
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "-t", write(tmp_path, "s.eml", data)
+    )
+    assert out.returncode == 0, out.stderr
+    assert server.wait_for_messages(1)[0].mail_from == sender
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-t", "@ambiguous"], "sender is ambiguous"),
+        (["-t", "@no-rcpt"], "no recipients"),
+        (["--from", "a@x.test", "@plain"], "give --from and --to"),
+        (["--from", "a@x.test", "--to", "b@x.test", "missing.eml"], "not a readable"),
+        (["--from", "a\r\n@x.test", "--to", "b@x.test", "@plain"], "rule: address"),
+        (["--server", "h:99999", "-t", "@plain"], "bad port"),
+        (["--timeout", "banner", "-t", "@plain"], "bad --timeout"),
+        (["--state", "no.such.module", "-t", "@plain"], "--state no.such.module"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors_exit_64_and_send_nothing(
+    args, message, tmp_path, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    files = {
+        "@ambiguous": b"From: a@x.test, b@x.test\r\nTo: r@x.test\r\n\r\nx\r\n",
+        "@no-rcpt": b"From: a@x.test\r\nSubject: nobody\r\n\r\nx\r\n",
+        "@plain": b"From: a@x.test\r\nTo: r@x.test\r\n\r\nx\r\n",
+    }
+    argv = [write(tmp_path, a[1:], files[a]) if a in files else a for a in args]
+    out = smtpstate_cmd("--server", f"127.0.0.1:{server.port}", *argv)
+    assert out.returncode == 64, out.stderr
+    assert message in out.stderr
+    assert server.sessions == []
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        (Script(mail="451 4.3.0 later"), 75),
+        (Script(rcpt=lambda r, i: "550 5.1.1 no" if i == 0 else "250 2.1.5 Ok"), 1),
+    ],
+)
+def test_exit_status_follows_the_worst_outcome(
+    script, status, tmp_path, scripted_server_factory
+):
+    server = scripted_server_factory(script)
+    msg = write(tmp_path, "m.eml", b"Subject: x\r\n\r\nx\r\n")
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "--from", "a@client.test",
+        "--to", "r0@server.test", "--to", "r1@server.test", msg,
+    )  # fmt: skip
+    assert out.returncode == status, out.stderr
+
+
+def test_state_module_takes_part_in_every_session(tmp_path, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    module = tmp_path / "noop_state.py"
+    module.write_text(
+        "import smtpstate\n"
+        "smtpstate.register_smtp_client_state(\n"
+        "    smtpstate.command_state('cli-noop', 'NOOP'),\n"
+        "    smtpstate.BuiltinState.SESSION_READY)\n"
+    )
+    files = [write(tmp_path, f"{i}.eml", b"Subject: x\r\n\r\nx\r\n") for i in range(4)]
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "--state", str(module),
+        "--from", "a@client.test", "--to", "r@server.test", "--concurrency", "2",
+        *files,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for session in server.wait_for_closed_sessions(1):
+        assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
+
+
+def test_progress_lines_and_logged_events(tmp_path, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    files = [write(tmp_path, f"{i}.eml", b"Subject: x\r\n\r\nx\r\n") for i in range(3)]
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "--from", "a@client.test",
+        "--to", "r@server.test", "--progress", "0", "--log-events", *files,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    progress = [x for x in out.stderr.splitlines() if x.startswith("progress ")]
+    assert progress and re.search(r"messages=3/3 delivered=3", progress[-1])
+    assert any(" event=connect " in x for x in out.stderr.splitlines())
