@@ -328,7 +328,7 @@ int smtp__rcpt_callback(SMTP__CALLBACK_PARAMS)
     return SMTP_WANT_READ;
 }
 
-/* ---- DATA ----------------------------------------------------------------- */
+/* ---- DATA ------------------------------------------------------------- */
 
 /* Decides every recipient this transaction's RCPTs accepted. */
 void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage)

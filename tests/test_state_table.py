@@ -179,7 +179,7 @@ def test_raw_record_is_copied_and_not_written_back():
     state_id = lib.register_smtp_client_state(record, 2)
     assert state_id >= 64
     assert record.id == 4242 and record.next == record
-    name[0:3] = b"XXX"  # the table keeps its own copy of the name
+    name[0:3] = b"ZZZ"  # the table keeps its own copy of the name
     entry = lib.smtp_get_state(state_id)
     assert ffi.string(entry.name) == b"raw-copy"
     assert entry != record

@@ -259,7 +259,7 @@ async def _send(args: argparse.Namespace, items: list[tuple[str, Message]],
                 host: str, port: int) -> list[MessageResult]:  # fmt: skip
     results: list[MessageResult] = []
     start = last = time.monotonic()
-    json_file = open(args.json_events, "w") if args.json_events else None  # noqa: SIM115
+    json_file = open(args.json_events, "w") if args.json_events else None
     try:
         async for result in delivery.deliver_async(
             [m for _, m in items], host, port, helo=args.helo,

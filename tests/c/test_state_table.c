@@ -194,7 +194,8 @@ static void test_insert_and_unregister(void)
     /* Later registration after the same id runs first. */
     int later = register_named("c-later", SMTP_STATE_SESSION_READY);
     CHECK(later == id + 1);
-    CHECK(chain_position(later) == chain_position(SMTP_STATE_SESSION_READY) + 1);
+    CHECK(chain_position(later) ==
+          chain_position(SMTP_STATE_SESSION_READY) + 1);
     CHECK(chain_position(id) == chain_position(later) + 1);
 
     /* -1 puts a state before the banner; a second -1 goes before it. */
