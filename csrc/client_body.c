@@ -1,16 +1,17 @@
 /*
  * client_body.c - the body and its confirmation.
  *
- * The body is streamed straight from the caller's buffer (or the mapped
- * file) through the encoder into a chunk buffer the connection holds only
- * while in this state, so its canonical form and dot-stuffing cost no
- * copy of the whole message.  Each writable event sends a bounded number
+ * The body is streamed straight from the caller's buffer (or read from
+ * the file in chunks) through the encoder into a chunk buffer the
+ * connection holds only while in this state, so its canonical form and
+ * dot-stuffing cost no copy of the whole message.  Each writable event sends a bounded number
  * of chunks, so one large body does not starve other connections.  A
  * message is delivered only on a 2xx to the end of its data.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "client_states.h"
 
@@ -23,10 +24,21 @@ int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
     struct smtp__conn *c = smtp__conn_of(connh->conn);
 
     (void)self, (void)dc, (void)now;
+    if (c->rstart < c->rend) {
+        smtp__conn_fail(c, SMTP_EPROTO, "the server sent bytes after its "
+                        "354, before the body");
+        return SMTP_EPROTO;
+    }
     c->body_buf = malloc(BODY_CHUNK);
     if (c->body_buf == NULL)
         return SMTP_ENOMEM;
+    if (c->txn.body_fd >= 0) {
+        c->in_buf = malloc(BODY_CHUNK);
+        if (c->in_buf == NULL)
+            return SMTP_ENOMEM;
+    }
     c->body_start = c->body_end = 0;
+    c->in_start = c->in_end = 0;
     c->txn.body_pos = 0;
     c->txn.body_done = false;
     smtp__body_encoder_init(&c->txn.enc,
@@ -40,31 +52,76 @@ void smtp__body_free(const smtp_state *self, connection *conn)
 
     (void)self;
     free(c->body_buf);
+    free(c->in_buf);
     c->body_buf = NULL;
+    c->in_buf = NULL;
     c->body_start = c->body_end = 0;
+    c->in_start = c->in_end = 0;
 }
 
-/* Encodes the next chunk of the body, or its end. */
-static void body_fill(struct smtp__conn *c)
+/* The next input bytes, from memory or read from the file: sets *in and
+ * returns how many are there (0 at the end), or SMTP_EIO. */
+static long body_input(struct smtp__conn *c, const char **in)
 {
     struct smtp__txn *t = &c->txn;
+
+    if (t->body_fd < 0) {
+        *in = t->body + t->body_pos;
+        return (long)(t->body_len - t->body_pos);
+    }
+    if (c->in_start == c->in_end && !t->file_eof) {
+        size_t want = t->body_len - t->file_off;
+        ssize_t n = 0;
+
+        if (want > BODY_CHUNK)
+            want = BODY_CHUNK;
+        if (want > 0)
+            n = pread(t->body_fd, c->in_buf, want, (off_t)t->file_off);
+        if (n < 0 && errno != EINTR)
+            return SMTP_EIO;
+        /* The file was cut short after MAIL FROM: what was sent is not
+         * the message, so it must not be confirmed. */
+        if (want > 0 && n == 0)
+            return SMTP_EIO;
+        c->in_start = 0;
+        c->in_end = n > 0 ? (size_t)n : 0;
+        t->file_off += c->in_end;
+        t->file_eof = t->file_off >= t->body_len;
+    }
+    *in = c->in_buf + c->in_start;
+    return (long)(c->in_end - c->in_start);
+}
+
+static void body_consumed(struct smtp__conn *c, size_t used)
+{
+    if (c->txn.body_fd < 0)
+        c->txn.body_pos += used;
+    else
+        c->in_start += used;
+}
+
+/* Encodes the next chunk of the body, or its end.  Returns 0 or
+ * SMTP_EIO when the file cannot be read. */
+static int body_fill(struct smtp__conn *c)
+{
+    struct smtp__txn *t = &c->txn;
+    const char *in = NULL;
+    long avail = body_input(c, &in);
     size_t used = 0;
 
+    if (avail < 0)
+        return (int)avail;
     c->body_start = 0;
-    if (t->body_pos < t->body_len) {
-        c->body_end = smtp__body_encode(&t->enc, t->body + t->body_pos,
-                                        t->body_len - t->body_pos, &used,
+    c->body_end = 0;
+    if (avail > 0) {
+        c->body_end = smtp__body_encode(&t->enc, in, (size_t)avail, &used,
                                         c->body_buf, BODY_CHUNK);
-        t->body_pos += used;
-        if (t->body_pos < t->body_len ||
-            BODY_CHUNK - c->body_end < SMTP__BODY_END_MAX)
-            return;
-    } else {
-        c->body_end = 0;
+        body_consumed(c, used);
+        return 0;
     }
-    c->body_end += smtp__body_finish(&t->enc, c->body_buf + c->body_end,
-                                     BODY_CHUNK - c->body_end);
+    c->body_end = smtp__body_finish(&t->enc, c->body_buf, BODY_CHUNK);
     t->body_done = true;
+    return 0;
 }
 
 /* Sends what is encoded.  Returns bytes sent (0: socket full) or a
@@ -105,7 +162,12 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
                 smtp_next_state(dc, connh, NULL, now);
                 return SMTP_WANT_READ;
             }
-            body_fill(c);
+            if (body_fill(c) != 0)
+                return smtp__conn_fail(c, SMTP_EIO, "the message file "
+                                       "could not be read to its end "
+                                       "while it was sent");
+            if (c->body_start == c->body_end)
+                continue; /* a CR held for the next chunk */
         }
 
         long n = body_send(c);

@@ -13,7 +13,7 @@
 
 #include "client_states.h"
 
-#define COMMAND_MAX 1100 /* an address of 998 octets and the verb */
+#define COMMAND_MAX 512 /* RFC 5321 4.5.3.1.4, CRLF included */
 
 bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
 {
@@ -31,6 +31,11 @@ bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
     }
 
     int r = smtp_conn_write(&c->pub, line, (size_t)len);
+    if (r == SMTP_EPROTO) {
+        smtp__conn_fail(c, r, "the server sent bytes when no reply was due "
+                        "(state %s)", c->pub.state->name);
+        return false;
+    }
     if (r != 0) {
         smtp__conn_fail(c, r, "cannot queue a command in state %s: %s",
                         c->pub.state->name, smtp_strerror(r));
@@ -198,7 +203,7 @@ int smtp__rset_callback(SMTP__CALLBACK_PARAMS)
     if (code < 0) {
         /* The server's transaction state is unknown: start afresh on a
          * new connection with the messages not yet begun. */
-        smtp__conn_requeue_unstarted(c);
+        smtp__conn_requeue_waiting(c);
         return smtp__conn_fail(c, SMTP_EPROTO, "RSET refused with %d",
                                -code);
     }
@@ -234,6 +239,6 @@ int smtp__quit_callback(SMTP__CALLBACK_PARAMS)
         r = read_smtp_codes(dc, now, &mask, ok, 1);
     if (r == 0 && !(events & E_TIMEOUT))
         return mask;
-    smtp__conn_requeue_unstarted(c);
+    smtp__conn_requeue_waiting(c);
     CLOSECONN
 }

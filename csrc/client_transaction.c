@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,22 +26,23 @@ struct smtp__msg *smtp__txn_msg(struct smtp__conn *c)
     return c->batch[c->txn.msg];
 }
 
-static void txn_release_body(struct smtp__conn *c)
+void smtp__txn_release_body(struct smtp__conn *c)
 {
-    if (c->txn.body_mapped && c->txn.body_len > 0)
-        munmap((void *)c->txn.body, c->txn.body_len);
+    if (c->txn.body_fd >= 0)
+        close(c->txn.body_fd);
+    c->txn.body_fd = -1;
     c->txn.body = NULL;
     c->txn.body_len = 0;
-    c->txn.body_mapped = false;
 }
 
 /* Ends the open transaction's bookkeeping; the message stays in the
  * batch until every recipient is settled. */
 static void txn_reset(struct smtp__conn *c)
 {
-    txn_release_body(c);
+    smtp__txn_release_body(c);
     memset(&c->txn, 0, sizeof(c->txn));
     c->txn.msg = -1;
+    c->txn.body_fd = -1;
     c->dc.current = -1;
 }
 
@@ -81,16 +81,31 @@ static void txn_begin(struct smtp__conn *c, int index)
     msg->started = true;
 }
 
-/* A reply (or bytes) when none is due: a 421 means the server is going
- * away, so the messages not yet begun move to a new connection. */
+/*
+ * A reply, bytes or a close when none is due.  On a connection that has
+ * served a transaction, a 421 or a close is the server shutting an idle
+ * connection: the waiting messages move to a new one.  Before any
+ * transaction it is the session failing, and anything else is a protocol
+ * error: the messages settle transiently, so a server that always does
+ * this cannot make the engine reconnect for ever.
+ */
 static int unsolicited(struct smtp__conn *c, int code)
 {
-    smtp__conn_requeue_unstarted(c);
-    if (code == -421)
+    bool served = c->transactions > 0;
+
+    if (served && (code == -421 || code == SMTP_ECLOSED)) {
+        smtp__conn_requeue_waiting(c);
         return smtp__conn_fail(c, 0, "the server closed an idle "
-                               "connection (421)");
+                               "connection (%s)", code == -421 ? "421"
+                                                               : "EOF");
+    }
+    if (code == -421) {
+        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, &c->dc.last_reply,
+                               smtp__conn_stage(c));
+        return smtp__conn_fail(c, 0, "the server is closing (421)");
+    }
     if (code <= SMTP_EAGAIN)
-        return smtp__conn_fail(c, code, "idle connection: %s",
+        return smtp__conn_fail(c, code, "no reply was due: %s",
                                smtp_strerror(code));
     return smtp__conn_fail(c, SMTP_EPROTO, "reply %d when none was due",
                            -code);
@@ -163,8 +178,11 @@ int smtp__transaction_callback(SMTP__CALLBACK_PARAMS)
 
 /* ---- MAIL FROM ----------------------------------------------------------- */
 
-/* Maps a file body; false when it cannot be read (the message then fails
- * transiently and the connection moves on). */
+/* Opens a file body; false when it is not a readable regular file (the
+ * message then fails transiently and the connection moves on).  The file
+ * is read in chunks while the body is sent, never mapped: a file cut
+ * short meanwhile ends the body early instead of killing the process,
+ * and O_NONBLOCK keeps a FIFO from blocking the loop. */
 static bool body_open(struct smtp__conn *c, struct smtp__msg *msg)
 {
     struct stat st;
@@ -175,24 +193,17 @@ static bool body_open(struct smtp__conn *c, struct smtp__msg *msg)
         c->txn.body_len = msg->m->data ? msg->m->len : 0;
         return true;
     }
-    fd = open(msg->m->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (fd >= 0)
-            close(fd);
+    fd = open(msg->m->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return false;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return false;
     }
+    c->txn.body_fd = fd;
     c->txn.body_len = (size_t)st.st_size;
-    if (c->txn.body_len > 0) {
-        void *map = mmap(NULL, c->txn.body_len, PROT_READ, MAP_PRIVATE, fd,
-                         0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return false;
-        }
-        c->txn.body = map;
-        c->txn.body_mapped = true;
-    }
-    close(fd);
+    c->txn.file_off = 0;
+    c->txn.file_eof = false;
     return true;
 }
 
@@ -210,7 +221,8 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
     }
     if (!body_open(c, msg)) {
         c->error = SMTP_EIO;
-        strcpy(c->error_text, "cannot read the message file");
+        strcpy(c->error_text, "the message file is not a readable regular "
+               "file");
         smtp_outcome_set(dc, c->txn.msg, -1, SMTP_OUTCOME_TRANSIENT, NULL,
                          SMTP_STAGE_MAIL_FROM);
         c->error = 0;
@@ -234,6 +246,7 @@ int smtp__mail_callback(SMTP__CALLBACK_PARAMS)
     (void)e, (void)domain, (void)binding_slot, (void)am;
     if (!smtp__await_reply(c, events, ok, 1, &code, &ret))
         return ret;
+    c->transactions++;
     if (code > 0) {
         c->txn.open = true;
         smtp_next_state(dc, connh, NULL, now);

@@ -53,6 +53,7 @@ void smtp__conn_close(struct smtp__conn *c)
     if (c->closed)
         return;
     leave_state(c);
+    smtp__txn_release_body(c);
     c->closed = true;
     close(c->pub.fd);
     c->pub.fd = -1;
@@ -145,6 +146,10 @@ SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
 
     if (c->closed || c->connecting)
         return SMTP_EINVAL;
+    /* A command goes out only when every reply due has been read: bytes
+     * still unread now came when no reply was due (DESIGN 9). */
+    if (c->rstart < c->rend)
+        return SMTP_EPROTO;
     r = wbuf_reserve(c, len);
     if (r != 0)
         return r;
@@ -375,11 +380,14 @@ void smtp__conn_batch_compact(struct smtp__conn *c)
     c->dc.batch_len = kept;
 }
 
-void smtp__conn_requeue_unstarted(struct smtp__conn *c)
+/* Moves to the destination's queue every message of the batch that has
+ * recipients not yet tried; called between transactions only, so none
+ * has a recipient accepted and not yet decided. */
+void smtp__conn_requeue_waiting(struct smtp__conn *c)
 {
     for (size_t i = c->batch_len; i-- > 0;) {
         struct smtp__msg *msg = c->batch[i];
-        if (msg == NULL || msg->started)
+        if (msg == NULL || msg->released || msg->next_rcpt >= msg->nrcpt)
             continue;
         c->batch[i] = NULL;
         c->batch_pub[i] = NULL;

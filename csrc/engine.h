@@ -62,10 +62,12 @@ struct smtp__txn {
     size_t rcpt_next;            /* next RCPT to send */
     size_t accepted;             /* recipients accepted so far */
     bool open;                   /* MAIL FROM accepted, not completed */
-    const char *body;            /* the message bytes (mapped for files) */
-    size_t body_len;
-    bool body_mapped;            /* body is an mmap of the file */
-    size_t body_pos;             /* input bytes already encoded */
+    const char *body;            /* the message bytes, when in memory */
+    size_t body_len;             /* its length, or the file's at MAIL */
+    int body_fd;                 /* the message file, -1 when in memory */
+    uint64_t file_off;           /* next file offset to read */
+    bool file_eof;
+    size_t body_pos;             /* in-memory bytes already encoded */
     bool body_done;              /* the terminator is queued */
     struct smtp__body_encoder enc;
 };
@@ -82,14 +84,19 @@ struct smtp__conn {
     char *rbuf;
     size_t rcap, rstart, rend;
     struct smtp__reply_scan scan;
+    long scanned_reply;          /* a finished scan's result, not yet taken */
 
     /* writing: queued bytes wbuf[wstart..wend) */
     char *wbuf;
     size_t wcap, wstart, wend;
 
-    /* the body in flight: encoded bytes body_buf[body_start..body_end) */
+    /* the body in flight: encoded bytes body_buf[body_start..body_end),
+     * and for a file, bytes read but not yet encoded, in_buf[in_start..
+     * in_end) */
     char *body_buf;
     size_t body_start, body_end;
+    char *in_buf;
+    size_t in_start, in_end;
 
     int want;                    /* events the state waits for */
     int interest;                /* events registered with epoll */
@@ -105,6 +112,7 @@ struct smtp__conn {
     int pending_events;          /* delivered on the next turn */
     bool on_wake_list;
     unsigned messages_started;
+    unsigned transactions;       /* MAIL FROM replies read */
     int error;                   /* the reason for failing, SMTP_E* */
     char error_text[160];
 
@@ -163,7 +171,7 @@ void smtp__conn_enter_first_state(struct smtp__conn *c);
 void smtp__conn_dispatch(struct smtp__conn *c, int events);
 int smtp__conn_stage(struct smtp__conn *c);
 int smtp__conn_batch_add(struct smtp__conn *c, struct smtp__msg *msg);
-void smtp__conn_requeue_unstarted(struct smtp__conn *c);
+void smtp__conn_requeue_waiting(struct smtp__conn *c);
 void smtp__conn_batch_compact(struct smtp__conn *c);
 
 /* outcome.c */
@@ -173,10 +181,14 @@ void smtp__settle_unsettled(struct smtp__conn *c, int kind,
                             const smtp_reply *reply, int stage);
 void smtp__settle_without_conn(smtp_scheduler *sched, struct smtp__msg *msg,
                                int error, const char *text);
-int smtp__bounce_class(int kind, const smtp_reply *reply, int error);
+int smtp__bounce_class(int kind, const smtp_reply *reply, int error,
+                       int stage);
 
 /* reader.c */
 bool smtp__conn_has_unread(struct smtp__conn *c);
+
+/* client_transaction.c */
+void smtp__txn_release_body(struct smtp__conn *c);
 
 /* builtin_states.c */
 unsigned smtp__state_timeout_kind(const smtp_state *state);

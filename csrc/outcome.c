@@ -16,9 +16,18 @@ static bool text_has(const char *text, const char *word)
     return text != NULL && strcasestr(text, word) != NULL;
 }
 
+/* True when the enhanced code's subject.detail is `detail` ("2.2"). */
+static bool enhanced_is(const char *enh, const char *detail)
+{
+    size_t len = strnlen(enh, 15);
+
+    return len >= 5 && enh[1] == '.' && strcmp(enh + 2, detail) == 0;
+}
+
 /* A first guess at the bounce class from the reply's codes and words;
  * good enough for logs, refined by classifiers later. */
-int smtp__bounce_class(int kind, const smtp_reply *reply, int error)
+int smtp__bounce_class(int kind, const smtp_reply *reply, int error,
+                       int stage)
 {
     const char *text = reply ? reply->text : NULL;
     const char *enh = reply ? reply->enhanced : "";
@@ -29,10 +38,10 @@ int smtp__bounce_class(int kind, const smtp_reply *reply, int error)
         return SMTP_BOUNCE_TIMEOUT;
     if (reply == NULL || reply->code == 0)
         return SMTP_BOUNCE_TRANSIENT;
-    if (strncmp(enh + 1, ".2.2", 4) == 0 || text_has(text, "quota") ||
+    if (enhanced_is(enh, "2.2") || text_has(text, "quota") ||
         text_has(text, "mailbox full"))
         return SMTP_BOUNCE_MAILBOX_FULL;
-    if (strncmp(enh + 1, ".3.4", 4) == 0 || reply->code == 552)
+    if (enhanced_is(enh, "3.4") || reply->code == 552)
         return SMTP_BOUNCE_TOO_LARGE;
     if (text_has(text, "relay"))
         return SMTP_BOUNCE_RELAY_DENIED;
@@ -40,8 +49,10 @@ int smtp__bounce_class(int kind, const smtp_reply *reply, int error)
         return SMTP_BOUNCE_SPAM_BLOCK;
     if (kind == SMTP_OUTCOME_TRANSIENT)
         return SMTP_BOUNCE_SOFT;
-    if (strncmp(enh + 1, ".1.1", 4) == 0 || reply->code == 550 ||
-        reply->code == 553 || text_has(text, "unknown user"))
+    if (enhanced_is(enh, "1.1") ||
+        (stage == SMTP_STAGE_RCPT_TO &&
+         (reply->code == 550 || reply->code == 553 ||
+          text_has(text, "unknown user"))))
         return SMTP_BOUNCE_INVALID_RECIPIENT;
     return SMTP_BOUNCE_GENERIC;
 }
@@ -62,8 +73,8 @@ static void report(smtp_scheduler *sched, struct smtp__conn *c,
         .text = by_reply ? reply->text : why,
         .stage = stage,
         .state = c && c->pub.state ? c->pub.state->name : "",
-        .bounce_class = smtp__bounce_class(kind, reply, error),
-        .error = by_reply ? 0 : error,
+        .bounce_class = smtp__bounce_class(kind, reply, error, stage),
+        .error = by_reply ? 0 : (error ? error : SMTP_ECLOSED),
         .session_id = c ? c->pub.session_id : 0,
     };
 

@@ -20,13 +20,17 @@
 #define RBUF_MAX (SMTP__REPLY_MAX + 4096)
 
 /* Scans what is buffered; > 0 (complete), 0 or an error, as
- * smtp__reply_scan. */
+ * smtp__reply_scan.  A finished scan is kept until the reply is taken:
+ * scanning on from there would read the next reply as more lines. */
 static long scan_buffered(struct smtp__conn *c)
 {
+    if (c->scanned_reply != 0)
+        return c->scanned_reply;
     if (c->rstart == c->rend)
         return 0;
-    return smtp__reply_scan(&c->scan, c->rbuf + c->rstart,
-                            c->rend - c->rstart);
+    c->scanned_reply = smtp__reply_scan(&c->scan, c->rbuf + c->rstart,
+                                        c->rend - c->rstart);
+    return c->scanned_reply;
 }
 
 bool smtp__conn_has_unread(struct smtp__conn *c)
@@ -94,6 +98,7 @@ static int take_reply(struct smtp__conn *c, long len, const int *codes,
     smtp__reply_extract(c->rbuf + c->rstart, (size_t)len, reply);
     c->rstart += (size_t)len;
     memset(&c->scan, 0, sizeof(c->scan));
+    c->scanned_reply = 0;
     smtp__emit(c, SMTP_EVENT_REPLY, reply->code, 0, reply->text,
                reply->text_len);
     for (size_t i = 0; i < n; i++) {

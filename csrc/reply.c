@@ -239,7 +239,7 @@ void smtp__reply_extract(char *buf, size_t n, smtp_reply *out)
     size_t len;
 
     out->code = 0;
-    out->enhanced[0] = '\0';
+    memset(out->enhanced, 0, sizeof(out->enhanced));
     out->text = "";
     out->text_len = 0;
     out->lines = 0;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +29,7 @@
 #include "state_table.h"
 
 #define EPOLL_BATCH 256
-#define ADDRESS_MAX 998 /* longest envelope address accepted */
+#define ADDRESS_MAX 254 /* RFC 5321 4.5.3.1.3: a path is 256 octets */
 
 struct smtp_scheduler {
     smtp_config cfg;
@@ -272,9 +273,15 @@ static int check_message(const smtp_message *msg)
     if (msg->path == NULL && msg->data == NULL && msg->len > 0)
         return smtp__fail(SMTP_EINVAL, "%s: message has a length but no "
                           "data (rule: body)", func);
-    if (msg->path != NULL && access(msg->path, R_OK) != 0)
-        return smtp__fail(SMTP_EINVAL, "%s: cannot read %s: %s (rule: "
-                          "body)", func, msg->path, strerror(errno));
+    if (msg->path != NULL) {
+        struct stat st;
+        if (stat(msg->path, &st) != 0 || access(msg->path, R_OK) != 0)
+            return smtp__fail(SMTP_EINVAL, "%s: cannot read %s: %s (rule: "
+                              "body)", func, msg->path, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return smtp__fail(SMTP_EINVAL, "%s: %s is not a regular file "
+                              "(rule: body)", func, msg->path);
+    }
     return 0;
 }
 
@@ -568,6 +575,7 @@ static struct smtp__conn *conn_alloc(smtp_scheduler *sched,
     c->dc.current = -1;
     c->ev.fd = -1;
     c->txn.msg = -1;
+    c->txn.body_fd = -1;
     return c;
 }
 

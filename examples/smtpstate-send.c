@@ -505,15 +505,15 @@ int main(int argc, char **argv)
     opts.cfg.event_arg = &totals;
 
     smtp_message *msgs = build_messages(&opts, argc, argv, &n);
-    smtp_scheduler *sched = smtp_scheduler_new(&opts.cfg);
-    if (msgs == NULL || sched == NULL) {
+    smtp_scheduler *sched = msgs ? smtp_scheduler_new(&opts.cfg) : NULL;
+    if (sched == NULL) {
         fprintf(stderr, "smtpstate-send: %s\n",
-                sched ? "out of memory" : smtp_last_error());
+                msgs ? smtp_last_error() : "out of memory");
+        free(msgs);
         return 1;
     }
-    if (submit_all(sched, &opts, msgs, n) != 0)
-        return 1;
-    smtp_scheduler_free(sched);
+    int failed = submit_all(sched, &opts, msgs, n) != 0;
+    smtp_scheduler_free(sched); /* settles anything still unsettled */
     fprintf(stderr, "summary messages=%zu delivered=%lu transient=%lu "
             "permanent=%lu sessions=%lu closes=%lu max_open=%lu noops=%lu "
             "refused=%lu\n", n, totals.delivered, totals.transient,
@@ -522,6 +522,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; opts.count > 0 && i < n; i++)
         free((char *)msgs[i].data);
     free(msgs);
+    if (failed)
+        return 64;
     if (totals.permanent)
         return 1;
     return totals.transient || totals.refused ? 75 : 0;

@@ -420,8 +420,9 @@ SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
 /*
  * Queues a command (or any bytes) on the connection's bounded output
  * buffer; the engine sends it after the callback returns.  Returns 0, or
- * SMTP_EAGAIN when it does not fit (nothing is queued), SMTP_EINVAL for
- * a closed connection.
+ * SMTP_EAGAIN when it does not fit (nothing is queued), SMTP_EPROTO when
+ * the server sent bytes that no command asked for (unread replies are
+ * still buffered), SMTP_EINVAL for a closed connection.
  */
 SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len);
 

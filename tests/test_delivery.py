@@ -344,3 +344,21 @@ def test_delivery_from_another_thread_is_refused(scripted_server_factory):
     thread.join()
     assert isinstance(errors[0], smtpstate.WrongThreadError)
     assert server.sessions == []
+
+
+def test_async_delivery_always_finishes_once_idle(scripted_server_factory):
+    # The last connection can close in the very turn that follows the drain;
+    # the loop must see it is idle then instead of waiting with no deadline.
+    server = scripted_server_factory(Script())
+
+    async def once():
+        return [r async for r in smtpstate.deliver_async(messages(1), "127.0.0.1",
+                                                        server.port)]  # fmt: skip
+
+    async def main():
+        for _ in range(150):
+            (result,) = await asyncio.wait_for(once(), 10)
+            assert result.delivered
+
+    asyncio.run(main())
+    assert len(server.wait_for_closed_sessions(150)) == 150

@@ -79,8 +79,10 @@ def _check_address(what: str, value: object) -> str:
             f"{what} {value!r} contains {bad[0]!r} (rule: address without CR, "
             "LF, NUL or angle brackets)"
         )
-    if len(value.encode("utf-8")) > 998:
-        raise InvalidArgumentError(f"{what} is longer than 998 octets (rule: address)")
+    if len(value.encode("utf-8")) > 254:
+        raise InvalidArgumentError(
+            f"{what} is longer than 254 octets (rule: address, RFC 5321 4.5.3.1.3)"
+        )
     return value
 
 
@@ -504,10 +506,13 @@ async def deliver_async(
             if exhausted and not engine.in_flight:
                 break
             await _wait(ready, engine.next_deadline())
+        # Idle is checked after every step: a wait with nothing open and no
+        # deadline would never end.
         engine.drain()
+        engine.step(0)
         while not engine.idle:
-            engine.step(0)
             await _wait(ready, engine.next_deadline())
+            engine.step(0)
         loop.remove_reader(engine.fd)
         for _, result in engine.close():
             yield result

@@ -16,7 +16,6 @@ stays inside the 16-byte array, so no sanitizer notices.
 from __future__ import annotations
 
 from hr_util import SENDER, message_file, run_bounded
-
 from servers import Script
 
 

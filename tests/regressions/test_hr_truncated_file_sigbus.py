@@ -22,7 +22,6 @@ import threading
 import time
 
 from hr_util import SENDER, run_bounded
-
 from servers import DELAY, Script
 
 

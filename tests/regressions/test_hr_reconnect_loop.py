@@ -24,8 +24,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from hr_util import SENDER, SHORT, message_file, run_bounded
 
+from hr_util import SENDER, SHORT, message_file, run_bounded
 from servers import CLOSE_AFTER, Script
 
 EHLO_OK = "250-scripted.test\r\n250 8BITMIME"

@@ -19,9 +19,8 @@ Once PIPELINING is used, several replies per read are the normal case.
 
 from __future__ import annotations
 
-from hr_util import SENDER, SHORT, message_file
-
 from driver import run_driver
+from hr_util import SENDER, SHORT, message_file
 from servers import Script
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from hr_util import SENDER, run_bounded
 
 

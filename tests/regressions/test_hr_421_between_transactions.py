@@ -23,7 +23,6 @@ than two messages.
 from __future__ import annotations
 
 from hr_util import SENDER, message_file, run_bounded
-
 from servers import CLOSE_AFTER, Script
 
 
