@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 export PIP_ROOT_USER_ACTION=ignore
 
 "$PYTHON" -m pip install --quiet --disable-pip-version-check \
-    cffi -r tests/requirements.txt
+    -r tests/requirements.txt
 
 # Postfix's smtp-sink and smtp-source (Debian package postfix), installed
 # without starting any mail service.  Without root, or with them already
