@@ -249,6 +249,27 @@ static int check_destination(const smtp_destination *dest)
     return 0;
 }
 
+/* An envelope address: no control bytes or angle brackets, at most max
+ * octets, and spaces only inside a quoted local part. */
+static bool address_is_clean(const char *s, size_t max)
+{
+    bool quoted = false;
+    size_t len = strnlen(s, max + 1);
+
+    if (len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')
+            return false;
+        if (ch == '"')
+            quoted = !quoted;
+        else if (ch == ' ' && !quoted)
+            return false;
+    }
+    return !quoted;
+}
+
 static int check_message(const smtp_message *msg)
 {
     const char *func = "smtp_scheduler_submit";
@@ -256,19 +277,20 @@ static int check_message(const smtp_message *msg)
     if (msg == NULL)
         return smtp__fail(SMTP_EINVAL, "%s: message is NULL (rule: "
                           "message required)", func);
-    if (msg->sender == NULL || !text_is_clean(msg->sender, ADDRESS_MAX))
-        return smtp__fail(SMTP_EINVAL, "%s: sender is missing or holds CR, "
-                          "LF or angle brackets (rule: address)", func);
+    if (msg->sender == NULL || !address_is_clean(msg->sender, ADDRESS_MAX))
+        return smtp__fail(SMTP_EINVAL, "%s: sender is missing, too long or "
+                          "holds a control byte, angle bracket or space "
+                          "(rule: address)", func);
     if (msg->nrecipients == 0 || msg->recipients == NULL)
         return smtp__fail(SMTP_EINVAL, "%s: no recipients (rule: at least "
                           "one recipient)", func);
     for (size_t i = 0; i < msg->nrecipients; i++) {
         const char *rcpt = msg->recipients[i];
         if (rcpt == NULL || rcpt[0] == '\0' ||
-            !text_is_clean(rcpt, ADDRESS_MAX))
-            return smtp__fail(SMTP_EINVAL, "%s: recipient %zu is empty or "
-                              "holds CR, LF or angle brackets (rule: "
-                              "address)", func, i);
+            !address_is_clean(rcpt, ADDRESS_MAX))
+            return smtp__fail(SMTP_EINVAL, "%s: recipient %zu is empty, too "
+                              "long or holds a control byte, angle bracket "
+                              "or space (rule: address)", func, i);
     }
     if (msg->path == NULL && msg->data == NULL && msg->len > 0)
         return smtp__fail(SMTP_EINVAL, "%s: message has a length but no "
@@ -790,6 +812,10 @@ static int wait_timeout(smtp_scheduler *sched, int timeout_ms)
 {
     int due = smtp_scheduler_next_deadline(sched);
 
+    /* With nothing open and nothing pending no event can come: waiting
+     * would never end (a message failed before connecting ends here). */
+    if (sched->connections == 0 && sched->pending == 0)
+        return 0;
     if (due >= 0 && (timeout_ms < 0 || due < timeout_ms))
         return due;
     return timeout_ms;

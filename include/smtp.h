@@ -275,8 +275,10 @@ SMTP_API void smtp_scheduler_free(smtp_scheduler *sched);
  * Queues `msg` for `dest`.  Returns 0 when queued (an outcome per
  * recipient will follow); SMTP_EAGAIN when queue_capacity messages are
  * unsettled (backpressure: run the loop, submit again); SMTP_EINVAL for
- * a bad envelope or destination (CR, LF or NUL in an address or the EHLO
- * name, no recipient, no body, bad port), with the reason in
+ * a bad envelope or destination (a control byte or angle bracket in an
+ * address, a space outside a quoted local part, an address over 254
+ * octets, a bad EHLO name, no recipient, no body or a body file that is
+ * not a readable regular file, a bad port), with the reason in
  * smtp_last_error(); SMTP_ECLOSED after smtp_scheduler_drain.  Nothing is
  * sent or queued when it fails.  Owner thread.
  */
@@ -294,7 +296,8 @@ SMTP_API int smtp_scheduler_run(smtp_scheduler *sched);
 /*
  * One turn of the loop for an embedder's own event loop: waits at most
  * timeout_ms (0: do not wait, -1: until an event or deadline) for
- * readiness, then handles what is ready and every deadline due.  Returns
+ * readiness, then handles what is ready and every deadline due.  With no
+ * connection open and no message pending it returns at once.  Returns
  * the number of connections handled, or a negative SMTP_E* code.
  */
 SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms);

@@ -132,6 +132,15 @@ def test_dash_t_sender_rules(headers, sender, tmp_path, scripted_server_factory)
         (["--timeout", "banner", "-t", "@plain"], "bad --timeout"),
         (["--state", "no.such.module", "-t", "@plain"], "--state no.such.module"),
         (["--bogus"], "unrecognized arguments"),
+        (["--concurrency", "0", "-t", "@plain"], "--concurrency 0"),
+        (["--timeout", "bogus=3", "-t", "@plain"], "no timeout 'bogus'"),
+        (["--timeout", "connect=1e999", "-t", "@plain"], "bad --timeout"),
+        (["--timeout", "banner=nan", "-t", "@plain"], "bad --timeout"),
+        (["--timeout", "banner=0", "-t", "@plain"], "bad --timeout"),
+        (["--helo", "bad helo", "-t", "@plain"], "--helo"),
+        (["--json-events", "/nonexistent/dir/x.json", "-t", "@plain"], "--json-events"),
+        (["-t", "@no-from"], "no sender"),
+        (["--from", "a b@x.test", "--to", "b@x.test", "@plain"], "rule: address"),
     ],
 )
 def test_usage_errors_exit_64_and_send_nothing(
@@ -142,6 +151,7 @@ def test_usage_errors_exit_64_and_send_nothing(
         "@ambiguous": b"From: a@x.test, b@x.test\r\nTo: r@x.test\r\n\r\nx\r\n",
         "@no-rcpt": b"From: a@x.test\r\nSubject: nobody\r\n\r\nx\r\n",
         "@plain": b"From: a@x.test\r\nTo: r@x.test\r\n\r\nx\r\n",
+        "@no-from": b"To: r@x.test\r\nSubject: x\r\n\r\nx\r\n",
     }
     argv = [write(tmp_path, a[1:], files[a]) if a in files else a for a in args]
     out = smtpstate_cmd("--server", f"127.0.0.1:{server.port}", *argv)
@@ -200,3 +210,33 @@ def test_progress_lines_and_logged_events(tmp_path, scripted_server_factory):
     progress = [x for x in out.stderr.splitlines() if x.startswith("progress ")]
     assert progress and re.search(r"messages=3/3 delivered=3", progress[-1])
     assert any(" event=connect " in x for x in out.stderr.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"From: a@x.test\r\nTo: c@x.test\r\nBcc: e@x.test\r\n\r\nbody\r\n",
+         b"From: a@x.test\r\nTo: c@x.test\r\n\r\nbody\r\n"),
+        (b"From: a@x.test\nBcc: e@x.test,\n f@x.test\nTo: c@x.test\n\nbody\n",
+         b"From: a@x.test\r\nTo: c@x.test\r\n\r\nbody\r\n"),
+        (b"From: a@x.test\r\nTo: c@x.test\r\nBCC:\r\n\r\nBcc: body\r\n",
+         b"From: a@x.test\r\nTo: c@x.test\r\n\r\nBcc: body\r\n"),
+    ],
+    ids=["last-header", "folded-lf", "empty-upper"],
+)  # fmt: skip
+def test_dash_t_removes_only_the_bcc_field(
+    data, expected, tmp_path, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "-t", write(tmp_path, "b.eml", data)
+    )
+    assert out.returncode == 0, out.stderr
+    assert server.wait_for_messages(1)[0].data == expected
+
+
+def test_existing_file_as_sink_dir_is_a_usage_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    out = smtpstate_cmd("--sink-dir", str(target))
+    assert out.returncode == 64 and "--sink-dir" in out.stderr

@@ -362,3 +362,64 @@ def test_async_delivery_always_finishes_once_idle(scripted_server_factory):
 
     asyncio.run(main())
     assert len(server.wait_for_closed_sessions(150)) == 150
+
+
+def test_unresolvable_host_fails_transiently_and_returns(c_build):
+    (result,) = smtpstate.deliver(messages(1), "no-such-host.invalid", 25)
+    (rcpt,) = result.recipients
+    assert rcpt.outcome is Outcome.TRANSIENT and rcpt.error == "SMTP_ECONNECT"
+    assert "resolve" in rcpt.text
+
+
+def test_quit_deadline_ends_an_async_delivery(scripted_server_factory):
+    from servers import SILENCE
+
+    server = scripted_server_factory(Script(banner="554 5.7.1 no", quit=SILENCE))
+
+    async def main():
+        return [
+            r
+            async for r in smtpstate.deliver_async(
+                messages(1), "127.0.0.1", server.port, timeouts={"quit": 0.3}
+            )
+        ]
+
+    (result,) = asyncio.run(asyncio.wait_for(main(), 20))
+    assert result.recipients[0].code == 554
+
+
+@pytest.mark.parametrize("address", ["a b@x.test", 'a"b@x.test', "é\x01@x.test"])
+def test_address_with_space_or_control_is_refused(address):
+    with pytest.raises(smtpstate.InvalidArgumentError, match="rule: address"):
+        Message(address, ["r@server.test"], BODY)
+
+
+def test_quoted_local_part_with_space_is_sent(scripted_server_factory):
+    server = scripted_server_factory(Script())
+    (result,) = smtpstate.deliver(
+        [Message('"john doe"@client.test', ["r@server.test"], BODY)],
+        "127.0.0.1",
+        server.port,
+    )
+    assert result.delivered
+    assert server.wait_for_messages(1)[0].mail_from == '"john doe"@client.test'
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), "3"])
+def test_bad_timeouts_are_refused(timeout, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    with pytest.raises(smtpstate.InvalidArgumentError, match="rule: timeout"):
+        smtpstate.deliver(
+            messages(1), "127.0.0.1", server.port, timeouts={"banner": timeout}
+        )
+    assert server.sessions == []
+
+
+def test_state_definitions_are_checked_at_registration(noop):
+    for command in ("", "NOOP\r\nRSET"):
+        with pytest.raises(smtpstate.InvalidArgumentError, match="rule: one command"):
+            smtpstate.command_state("bad-cmd", command)
+    with pytest.raises(TypeError, match="callback is not callable"):
+        smtpstate.register_smtp_client_state(SmtpState("five", 5), -1)
+    with pytest.raises(TypeError, match="insert_after must be a state id"):
+        smtpstate.register_smtp_client_state(SmtpState("named", noop), "banner")

@@ -566,3 +566,12 @@ def test_data_refused_resets_before_next_message(
     assert session.verbs == (
         "EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "QUIT",
     )  # fmt: skip
+
+
+def test_unresolvable_host_settles_and_the_driver_returns(tmp_path, c_build):
+    run = run_driver(
+        25, "--host", "no-such-host.invalid", "--from", SENDER, "--to", RCPTS[0],
+        str(message_file(tmp_path)), timeout=60,
+    )  # fmt: skip
+    (outcome,) = run.outcomes
+    assert outcome["error"] == "SMTP_ECONNECT" and run.returncode == 75

@@ -29,10 +29,11 @@ from typing import NoReturn
 
 from . import delivery
 from .delivery import Message, MessageResult, Outcome
+from .errors import InvalidArgumentError
 from .events import format_fields
 from .sink import EmbeddedSink
 
-EX_OK, EX_PERMANENT, EX_USAGE, EX_TEMPFAIL = 0, 1, 64, 75
+EX_OK, EX_PERMANENT, EX_USAGE, EX_TEMPFAIL, EX_INTERRUPTED = 0, 1, 64, 75, 130
 SAMPLES = pathlib.Path(__file__).resolve().parent / "samples"
 PROGRESS_EVERY = 2.0
 
@@ -107,20 +108,27 @@ def _parser() -> argparse.ArgumentParser:
 
 # ---- envelopes ---------------------------------------------------------------
 
-_HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\r\n\n|\n\r\n")
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
-def _split_header(data: bytes) -> tuple[bytes, bytes]:
-    match = _HEADER_END.search(data)
-    if match is None:
-        return data, b""
-    return data[: match.start()], data[match.start() :]
+def _header_lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """The header's lines with their line ends, and everything after them
+    (the empty line that ends the header, then the body)."""
+    lines: list[bytes] = []
+    at = 0
+    for match in _LINE.finditer(data):
+        line = match.group(0)
+        if line.rstrip(b"\r\n") == b"":
+            break
+        lines.append(line)
+        at = match.end()
+    return lines, data[at:]
 
 
 def _without_bcc(data: bytes) -> bytes:
-    """The message with its Bcc header fields removed, every other byte kept."""
-    header, rest = _split_header(data)
-    lines = re.split(rb"(?<=\n)|(?<=\r)(?!\n)", header)
+    """The message with its Bcc header fields (and their continuation
+    lines) removed; every other byte is kept."""
+    lines, rest = _header_lines(data)
     kept: list[bytes] = []
     dropping = False
     for line in lines:
@@ -138,8 +146,8 @@ def _addresses(values: Sequence[str]) -> list[str]:
 
 def envelope_from_headers(data: bytes, name: str) -> tuple[str, list[str], bytes]:
     """``sendmail -t``: (sender, recipients, bytes without Bcc)."""
-    header, _ = _split_header(data)
-    fields = BytesHeaderParser(policy=compat32).parsebytes(header + b"\n\n")
+    lines, _ = _header_lines(data)
+    fields = BytesHeaderParser(policy=compat32).parsebytes(b"".join(lines) + b"\n\n")
     rcpts = _addresses(fields.get_all("To", []) + fields.get_all("Cc", [])
                        + fields.get_all("Bcc", []))  # fmt: skip
     if not rcpts:
@@ -155,6 +163,8 @@ def envelope_from_headers(data: bytes, name: str) -> tuple[str, list[str], bytes
         sender = email.utils.parseaddr(senders[0])[1]
     elif len(froms) == 1:
         sender = froms[0]
+    elif not froms:
+        raise UsageError(f"{name}: no sender: no Return-Path, Sender or From")
     else:
         raise UsageError(
             f"{name}: the sender is ambiguous ({len(froms)} From addresses and "
@@ -211,10 +221,33 @@ def _timeouts(specs: Sequence[str]) -> dict[str, float]:
     for spec in specs:
         name, _, value = spec.partition("=")
         try:
-            out[name] = float(value)
+            seconds = float(value)
         except ValueError:
             raise UsageError(f"bad --timeout {spec!r}; use NAME=SECONDS") from None
+        if name not in delivery.TIMEOUT_NAMES:
+            known = ", ".join(delivery.TIMEOUT_NAMES)
+            raise UsageError(f"bad --timeout {spec!r}: no timeout {name!r} ({known})")
+        if not 0 < seconds <= 86400:
+            raise UsageError(f"bad --timeout {spec!r}: seconds must be in (0, 86400]")
+        out[name] = seconds
     return out
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Checks what the engine would refuse, before anything starts."""
+    if not 1 <= args.concurrency <= 100_000:
+        raise UsageError(f"--concurrency {args.concurrency}: use 1 to 100000")
+    if args.helo is not None and (
+        not args.helo or any(ord(c) <= 0x20 or c in "<>\x7f" for c in args.helo)
+    ):
+        raise UsageError(f"--helo {args.helo!r}: no spaces, controls or brackets")
+    if (
+        args.sink_dir is not None
+        and pathlib.Path(args.sink_dir).exists()
+        and (not pathlib.Path(args.sink_dir).is_dir())
+    ):
+        raise UsageError(f"--sink-dir {args.sink_dir}: not a folder")
+    args.timeouts = _timeouts(args.timeout)
 
 
 def _load_states(modules: Sequence[str]) -> None:
@@ -259,11 +292,14 @@ async def _send(args: argparse.Namespace, items: list[tuple[str, Message]],
                 host: str, port: int) -> list[MessageResult]:  # fmt: skip
     results: list[MessageResult] = []
     start = last = time.monotonic()
-    json_file = open(args.json_events, "w") if args.json_events else None
+    try:
+        json_file = open(args.json_events, "w") if args.json_events else None
+    except OSError as exc:
+        raise UsageError(f"--json-events: {exc}") from None
     try:
         async for result in delivery.deliver_async(
             [m for _, m in items], host, port, helo=args.helo,
-            concurrency=args.concurrency, timeouts=_timeouts(args.timeout),
+            concurrency=args.concurrency, timeouts=args.timeouts,
             log_events=args.log_events, json_events=json_file,
         ):  # fmt: skip
             results.append(result)
@@ -312,20 +348,29 @@ def run(argv: Sequence[str] | None = None) -> int:
             logging.basicConfig(
                 stream=sys.stderr, level=logging.INFO, format="%(message)s"
             )
+        _check_options(args)
         _load_states(args.state)
         items = _messages(args)
         if args.server:
             host, port = _server(args.server)
             results = asyncio.run(_send(args, items, host, port))
         else:
-            with EmbeddedSink(args.sink_dir) as sink:
+            try:
+                sink = EmbeddedSink(args.sink_dir)
+            except OSError as exc:
+                raise UsageError(f"--sink-dir: {exc}") from None
+            with sink:
                 print(
                     f"sink=127.0.0.1:{sink.port} folder={sink.folder}", file=sys.stderr
                 )
                 results = asyncio.run(_send(args, items, "127.0.0.1", sink.port))
-    except UsageError as exc:
+    except (UsageError, InvalidArgumentError) as exc:
         print(f"smtpstate: {exc}", file=sys.stderr)
         return EX_USAGE
+    except KeyboardInterrupt:
+        print("smtpstate: interrupted; messages without an outcome line were "
+              "not delivered", file=sys.stderr)  # fmt: skip
+        return EX_INTERRUPTED
     status = _exit_status(results)
     delivered = sum(r.delivered for result in results for r in result.recipients)
     total = sum(len(result.recipients) for result in results)

@@ -71,13 +71,21 @@ class BounceClass(enum.IntEnum):
 
 
 def _check_address(what: str, value: object) -> str:
+    """The envelope rule the C engine applies, checked before anything is
+    built: no control bytes or angle brackets, spaces only inside a quoted
+    local part, at most 254 octets."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
-    bad = [c for c in ("\r", "\n", "\0", "<", ">") if c in value]
+    bad = [c for c in value if ord(c) < 0x20 or c in "\x7f<>"]
     if bad:
         raise InvalidArgumentError(
-            f"{what} {value!r} contains {bad[0]!r} (rule: address without CR, "
-            "LF, NUL or angle brackets)"
+            f"{what} {value!r} contains {bad[0]!r} (rule: address without "
+            "control bytes or angle brackets)"
+        )
+    unquoted = "".join(value.split('"')[::2])
+    if " " in unquoted or value.count('"') % 2:
+        raise InvalidArgumentError(
+            f"{what} {value!r} has a space outside a quoted local part (rule: address)"
         )
     if len(value.encode("utf-8")) > 254:
         raise InvalidArgumentError(
@@ -100,7 +108,7 @@ class Message:
 
     sender: str
     recipients: Sequence[str]
-    data: bytes | bytearray | memoryview | str | os.PathLike[str]
+    data: bytes | bytearray | memoryview | str | os.PathLike[str] = field(repr=False)
     id: Any = None
 
     def __post_init__(self) -> None:
@@ -185,7 +193,7 @@ class MessageResult:
         return max(r.outcome for r in self.recipients)
 
 
-_TIMEOUT_NAMES = {
+TIMEOUT_NAMES = {
     "connect": lib.SMTP_TIMEOUT_CONNECT,
     "banner": lib.SMTP_TIMEOUT_BANNER,
     "ehlo": lib.SMTP_TIMEOUT_EHLO,
@@ -244,8 +252,17 @@ class _Engine:
     def _build_config(self, s: Settings, with_events: bool) -> Any:
         cfg = ffi.new("smtp_config *")
         lib.smtp_config_init(cfg)
-        if s.concurrency < 1:
-            raise InvalidArgumentError("concurrency must be at least 1")
+        for name in (
+            "concurrency",
+            "max_messages_per_connection",
+            "max_recipients_per_transaction",
+            "queue_capacity",
+        ):
+            value = getattr(s, name)
+            if not isinstance(value, int) or not 1 <= value <= 1_000_000:
+                raise InvalidArgumentError(
+                    f"{name} must be an integer from 1 to 1,000,000, not {value!r}"
+                )
         cfg.max_connections = s.concurrency
         cfg.max_connections_per_destination = s.concurrency
         cfg.max_messages_per_connection = s.max_messages_per_connection
@@ -254,11 +271,16 @@ class _Engine:
         cfg.fold_long_lines = s.fold_long_lines
         cfg.wire_trace = 1 if s.wire_trace else 0
         for name, seconds in s.timeouts.items():
-            if name not in _TIMEOUT_NAMES:
+            if name not in TIMEOUT_NAMES:
                 raise InvalidArgumentError(
-                    f"unknown timeout {name!r}; known: {', '.join(_TIMEOUT_NAMES)}"
+                    f"unknown timeout {name!r}; known: {', '.join(TIMEOUT_NAMES)}"
                 )
-            cfg.timeout_ms[_TIMEOUT_NAMES[name]] = max(1, int(seconds * 1000))
+            if not isinstance(seconds, int | float) or not 0 < seconds <= 86400:
+                raise InvalidArgumentError(
+                    f"timeout {name}={seconds!r} must be a number of seconds "
+                    "above 0 and at most a day (rule: timeout)"
+                )
+            cfg.timeout_ms[TIMEOUT_NAMES[name]] = max(1, round(seconds * 1000))
         cfg.on_outcome = lib.smtpstate_py_on_outcome
         cfg.outcome_arg = self._collector
         if with_events:
@@ -267,6 +289,17 @@ class _Engine:
         return cfg
 
     def _build_destination(self, dest: Destination) -> tuple[Any, ...]:
+        if dest.helo is not None and (
+            not dest.helo or any(ord(c) <= 0x20 or c in "\x7f<>" for c in dest.helo)
+        ):
+            raise InvalidArgumentError(
+                f"EHLO name {dest.helo!r} is empty or holds a space, control byte "
+                "or angle bracket (rule: EHLO name)"
+            )
+        if not isinstance(dest.port, int) or not 0 < dest.port < 65536:
+            raise InvalidArgumentError(
+                f"port {dest.port!r} is not 1-65535 (rule: port)"
+            )
         self.dest = ffi.new("smtp_destination *")
         host = ffi.new("char[]", dest.host.encode())
         self.dest.host = host

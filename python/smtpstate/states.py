@@ -423,6 +423,14 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
     """
     if not isinstance(state, SmtpState):
         raise TypeError(f"expected SmtpState, not {type(state).__name__}")
+    if isinstance(insert_after, bool) or not isinstance(insert_after, int):
+        raise TypeError(
+            f"insert_after must be a state id (int), not {type(insert_after).__name__}"
+        )
+    for role in ("callback", "setup", "free", "tostage", "tostring"):
+        value = getattr(state, role)
+        if value is not None and not callable(value):
+            raise TypeError(f"SmtpState {state.name!r}: {role} is not callable")
     if state.registered:
         raise FrozenStateError(
             f"SmtpState {state.name!r} is already registered as id {state.id} "
@@ -430,7 +438,7 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
         )
     registration = _Registration(state)
     record, _name_buf = _build_record(state, registration)
-    state_id = _raw.register_smtp_client_state(record, int(insert_after))
+    state_id = _raw.register_smtp_client_state(record, insert_after)
     if state_id < 0:
         _raise_last_error()
     _registry[state_id] = registration
@@ -473,6 +481,11 @@ def command_state(
     """
     if on_failure not in ("fail", "continue"):
         raise InvalidArgumentError("on_failure must be 'fail' or 'continue'")
+    if not command or any(c in command for c in "\r\n\0"):
+        raise InvalidArgumentError(
+            f"command {command!r} is empty or holds CR, LF or NUL (rule: one "
+            "command per line)"
+        )
     verb = command.split(" ", 1)[0].upper()
 
     def setup(session: Session) -> int:
