@@ -196,13 +196,13 @@ int smtp__confirmation_setup(const smtp_state *self, delivery_construct *dc,
 int smtp__confirmation_callback(SMTP__CALLBACK_PARAMS)
 {
     struct smtp__conn *c = smtp__conn_of(conn);
-    static const int ok[] = {250};
+    static const int ok[] = {250, 251, 252};
     int code, ret, kind;
 
     (void)e, (void)domain, (void)binding_slot, (void)am;
-    if (!smtp__await_reply(c, events, ok, 1, &code, &ret))
+    if (!smtp__await_reply(c, events, ok, 3, &code, &ret))
         return ret;
-    if (code > 0 || -code < 300)
+    if (code > 0)
         kind = SMTP_OUTCOME_DELIVERED;
     else if (-code < 500)
         kind = SMTP_OUTCOME_TRANSIENT;

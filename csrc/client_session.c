@@ -71,6 +71,14 @@ bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
         *ret = smtp__conn_fail(c, 0, "the server is closing (421)");
         return false;
     }
+    /* A positive reply that is not one of the expected ones cannot answer
+     * this command: the replies are out of step with the commands. */
+    if (r < 0 && -r < 400) {
+        *ret = smtp__conn_fail(c, SMTP_EPROTO, "reply %d does not answer "
+                               "the command of state %s", -r,
+                               c->pub.state->name);
+        return false;
+    }
     *code = r;
     return true;
 }

@@ -54,6 +54,10 @@ void smtp__jump(struct smtp__conn *c, int id, struct timeval *now);
 int smtp__session_refused(struct smtp__conn *c, int kind,
                           struct timeval *now);
 
+/* Queues RCPT TO for the transaction's next pending recipient, or (all)
+ * for every one of them; false when the connection failed. */
+bool smtp__send_rcpts(struct smtp__conn *c, bool all);
+
 /* Decides every recipient the open transaction's RCPTs accepted. */
 void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage);
 

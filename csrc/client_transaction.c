@@ -65,17 +65,26 @@ static int find_work(struct smtp__conn *c)
     return (int)c->batch_len - 1;
 }
 
+/* Opens a transaction for the message at `index`: its recipients still
+ * pending, up to the per-transaction limit. */
 static void txn_begin(struct smtp__conn *c, int index)
 {
     struct smtp__msg *msg = c->batch[index];
     size_t max = smtp__config(c->sched)->max_recipients_per_transaction;
-    size_t left = msg->nrcpt - msg->next_rcpt;
+    size_t r = msg->next_rcpt;
+    size_t pending = 0;
 
     c->txn.msg = index;
     c->dc.current = index;
-    c->txn.rcpt_begin = msg->next_rcpt;
-    c->txn.rcpt_end = msg->next_rcpt + (left < max ? left : max);
-    c->txn.rcpt_next = c->txn.rcpt_begin;
+    c->txn.rcpt_begin = r;
+    for (; r < msg->nrcpt && pending < max; r++) {
+        if (msg->rcpt_status[r] == RCPT_PENDING)
+            pending++;
+    }
+    c->txn.rcpt_end = r;
+    c->txn.rcpt_cursor = c->txn.rcpt_begin;
+    c->txn.send_pos = c->txn.rcpt_begin;
+    c->txn.pipelined = (c->pub.capabilities & SMTP_CAP_PIPELINING) != 0;
     if (!msg->started)
         c->messages_started++;
     msg->started = true;
@@ -234,6 +243,11 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
         snprintf(size, sizeof(size), " SIZE=%zu", c->txn.body_len);
     if (!smtp__send_command(c, "MAIL FROM:<%s>%s\r\n", msg->m->sender, size))
         return SMTP_ESTATE;
+    /* With PIPELINING the whole group goes out in one write; the replies
+     * are then read in order by MAIL FROM, RCPT TO and DATA. */
+    if (c->txn.pipelined &&
+        (!smtp__send_rcpts(c, true) || !smtp__send_command(c, "DATA\r\n")))
+        return SMTP_ESTATE;
     return SMTP_WANT_READ;
 }
 
@@ -252,138 +266,19 @@ int smtp__mail_callback(SMTP__CALLBACK_PARAMS)
         smtp_next_state(dc, connh, NULL, now);
         return SMTP_WANT_READ;
     }
-    /* The sender was refused: no transaction is open, no RSET needed. */
+    /* The sender was refused: no transaction is open, no RSET needed.
+     * Under PIPELINING the RCPT and DATA replies are still due; RCPT TO
+     * and DATA read them and change nothing. */
     smtp_outcome_set(dc, c->txn.msg, -1,
                      -code >= 500 ? SMTP_OUTCOME_PERMANENT
                                   : SMTP_OUTCOME_TRANSIENT,
                      &dc->last_reply, SMTP_STAGE_MAIL_FROM);
-    smtp__jump(c, SMTP_STATE_TRANSACTION, now);
-    return SMTP_WANT_READ;
-}
-
-/* ---- RCPT TO ------------------------------------------------------------- */
-
-static bool send_rcpt(struct smtp__conn *c)
-{
-    struct smtp__msg *msg = smtp__txn_msg(c);
-
-    return smtp__send_command(c, "RCPT TO:<%s>\r\n",
-                              msg->m->recipients[c->txn.rcpt_next]);
-}
-
-int smtp__rcpt_setup(const smtp_state *self, delivery_construct *dc,
-                     connection_handle *connh, struct timeval *now)
-{
-    struct smtp__conn *c = smtp__conn_of(connh->conn);
-
-    (void)self, (void)dc, (void)now;
-    if (!send_rcpt(c))
-        return SMTP_ESTATE;
-    return SMTP_WANT_READ;
-}
-
-/* Decides the recipient the reply answers; returns false when the rest
- * of this transaction's recipients must wait for a new transaction. */
-static bool rcpt_decide(struct smtp__conn *c, int code)
-{
-    struct smtp__msg *msg = smtp__txn_msg(c);
-    size_t rcpt = c->txn.rcpt_next;
-    int reply_code = code > 0 ? code : -code;
-
-    if (code > 0) {
-        msg->rcpt_status[rcpt] = RCPT_ACCEPTED;
-        c->txn.accepted++;
-        return true;
-    }
-    if (reply_code == 452 && rcpt > c->txn.rcpt_begin) {
-        c->txn.rcpt_end = rcpt; /* the rest go into a new transaction */
-        return false;
-    }
-    if (reply_code == 452) {
-        for (size_t r = rcpt; r < msg->nrcpt; r++)
-            smtp__settle(c, msg, r, SMTP_OUTCOME_TRANSIENT,
-                         &c->dc.last_reply, SMTP_STAGE_RCPT_TO);
-        return false;
-    }
-    smtp__settle(c, msg, rcpt, reply_code >= 500 ? SMTP_OUTCOME_PERMANENT
-                                                 : SMTP_OUTCOME_TRANSIENT,
-                 &c->dc.last_reply, SMTP_STAGE_RCPT_TO);
-    return true;
-}
-
-int smtp__rcpt_callback(SMTP__CALLBACK_PARAMS)
-{
-    struct smtp__conn *c = smtp__conn_of(conn);
-    static const int ok[] = {250, 251, 252};
-    int code, ret;
-    bool more;
-
-    (void)e, (void)domain, (void)binding_slot, (void)am;
-    if (!smtp__await_reply(c, events, ok, 3, &code, &ret))
-        return ret;
-
-    struct smtp__msg *msg = smtp__txn_msg(c);
-    more = rcpt_decide(c, code);
-    if (more && ++c->txn.rcpt_next < c->txn.rcpt_end) {
-        if (!send_rcpt(c))
-            return 0;
-        smtp_conn_set_deadline(conn, smtp__config(c->sched)
-                               ->timeout_ms[SMTP_TIMEOUT_RCPT]);
-        return SMTP_WANT_READ;
-    }
-    msg->next_rcpt = c->txn.rcpt_end;
-    if (c->txn.accepted > 0) {
+    if (c->txn.pipelined) {
+        c->txn.mail_refused = true;
         smtp_next_state(dc, connh, NULL, now);
         return SMTP_WANT_READ;
     }
-    c->need_rset = true;
     smtp__jump(c, SMTP_STATE_TRANSACTION, now);
     return SMTP_WANT_READ;
 }
 
-/* ---- DATA ------------------------------------------------------------- */
-
-/* Decides every recipient this transaction's RCPTs accepted. */
-void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage)
-{
-    struct smtp__msg *msg = smtp__txn_msg(c);
-
-    if (msg == NULL)
-        return;
-    for (size_t r = c->txn.rcpt_begin; r < c->txn.rcpt_end; r++) {
-        if (msg->rcpt_status[r] == RCPT_ACCEPTED)
-            smtp__settle(c, msg, r, kind, &c->dc.last_reply, stage);
-    }
-}
-
-int smtp__data_setup(const smtp_state *self, delivery_construct *dc,
-                     connection_handle *connh, struct timeval *now)
-{
-    struct smtp__conn *c = smtp__conn_of(connh->conn);
-
-    (void)self, (void)dc, (void)now;
-    if (!smtp__send_command(c, "DATA\r\n"))
-        return SMTP_ESTATE;
-    return SMTP_WANT_READ;
-}
-
-int smtp__data_callback(SMTP__CALLBACK_PARAMS)
-{
-    struct smtp__conn *c = smtp__conn_of(conn);
-    static const int ok[] = {354};
-    int code, ret;
-
-    (void)e, (void)domain, (void)binding_slot, (void)am;
-    if (!smtp__await_reply(c, events, ok, 1, &code, &ret))
-        return ret;
-    if (code > 0) {
-        smtp_next_state(dc, connh, NULL, now);
-        return SMTP_WANT_WRITE;
-    }
-    smtp__settle_accepted(c, -code >= 500 ? SMTP_OUTCOME_PERMANENT
-                                          : SMTP_OUTCOME_TRANSIENT,
-                          SMTP_STAGE_DATA);
-    c->need_rset = true;
-    smtp__jump(c, SMTP_STATE_TRANSACTION, now);
-    return SMTP_WANT_READ;
-}

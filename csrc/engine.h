@@ -19,9 +19,11 @@
 
 /* A recipient's progress (smtp__msg.rcpt_status). */
 enum {
-    RCPT_PENDING = 0,  /* not yet decided */
-    RCPT_ACCEPTED = 4, /* accepted by RCPT in the open transaction */
+    RCPT_PENDING = 0,  /* not yet tried, or to try again */
     /* SMTP_OUTCOME_* (1..3): settled */
+    RCPT_ACCEPTED = 4, /* accepted by RCPT in the open transaction */
+    RCPT_SENT = 5,     /* RCPT sent in the open transaction, no reply yet */
+    RCPT_DEFERRED = 6, /* 452: to try again in a new transaction */
 };
 
 struct smtp__dest;
@@ -59,9 +61,15 @@ struct smtp__dest {
 struct smtp__txn {
     int msg;                     /* batch index, -1 when none */
     size_t rcpt_begin, rcpt_end; /* recipients in this transaction */
-    size_t rcpt_next;            /* next RCPT to send */
+    size_t rcpt_cursor;          /* no RCPT_SENT recipient before this */
+    size_t send_pos;             /* no RCPT to send before this */
+    size_t sent, replies;        /* RCPT commands sent and answered */
     size_t accepted;             /* recipients accepted so far */
     bool open;                   /* MAIL FROM accepted, not completed */
+    bool pipelined;              /* MAIL, RCPTs and DATA went out at once */
+    bool mail_refused;           /* replies still due are only read */
+    bool stop_sending;           /* a 452: no more RCPTs this time */
+    bool first_452;              /* the first recipient got 452 */
     const char *body;            /* the message bytes, when in memory */
     size_t body_len;             /* its length, or the file's at MAIL */
     int body_fd;                 /* the message file, -1 when in memory */

@@ -7,6 +7,9 @@ received and each recipient's outcome as the driver printed it.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -74,10 +77,10 @@ def expected(stage_name: str, fault: str) -> dict[str, Expect]:
     return dict.fromkeys(RCPTS, fault_outcome(fault, stage, permanent))
 
 
-def script_for(stage_name: str, fault: str) -> Script:
+def script_for(stage_name: str, fault: str, pipelining: bool = True) -> Script:
     field_name, _, _ = STAGES[stage_name]
     reply = FAULTS[fault]
-    options: dict[str, object] = {}
+    options: dict[str, object] = {"pipelining": pipelining}
     if stage_name == "helo":
         options["ehlo"] = "502 5.5.2 Error: command not recognized"
     if stage_name == "rcpt":
@@ -106,14 +109,23 @@ def rcpt_args(rcpts: list[str]) -> list[str]:
     return [arg for rcpt in rcpts for arg in ("--to", rcpt)]
 
 
-CASES = [(stage, fault) for stage in STAGES for fault in FAULTS]
+CASES = [
+    (stage, fault, pipelining)
+    for stage in STAGES
+    for fault in FAULTS
+    for pipelining in (True, False)
+]
 
 
-@pytest.mark.parametrize(("stage", "fault"), CASES, ids=[f"{s}-{f}" for s, f in CASES])
+@pytest.mark.parametrize(
+    ("stage", "fault", "pipelining"),
+    CASES,
+    ids=[f"{s}-{f}-{'pipelining' if p else 'plain'}" for s, f, p in CASES],
+)
 def test_fault_at_stage_settles_each_recipient(
-    stage, fault, tmp_path, c_build, scripted_server_factory
+    stage, fault, pipelining, tmp_path, c_build, scripted_server_factory
 ):
-    server = scripted_server_factory(script_for(stage, fault))
+    server = scripted_server_factory(script_for(stage, fault, pipelining))
     guard = STAGES[stage][2]
     run = run_driver(
         server.port,
@@ -468,12 +480,15 @@ def test_wire_trace_shows_the_bytes_each_way(
     assert len(sessions) == 1 and sessions == {run.outcomes[0]["session"]}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
 def test_rcpt_452_moves_remaining_recipients_to_a_new_transaction(
-    tmp_path, c_build, scripted_server_factory
+    pipelining, tmp_path, c_build, scripted_server_factory
 ):
+    # A server that takes two recipients per transaction, then says 452.
     rcpts = [f"r{i}@server.test" for i in range(5)]
     script = Script(
-        rcpt=lambda rcpt, i: "452 4.5.3 too many recipients" if i == 2 else OK_RCPT
+        pipelining=pipelining,
+        rcpt=lambda rcpt, i: "452 4.5.3 too many recipients" if i >= 2 else OK_RCPT,
     )
     server = scripted_server_factory(script)
     run = run_driver(
@@ -486,10 +501,11 @@ def test_rcpt_452_moves_remaining_recipients_to_a_new_transaction(
     assert "RSET" not in session.verbs
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
 def test_rcpt_452_on_first_recipient_of_transaction_is_transient(
-    tmp_path, c_build, scripted_server_factory
+    pipelining, tmp_path, c_build, scripted_server_factory
 ):
-    script = Script(rcpt="452 4.3.1 insufficient storage")
+    script = Script(pipelining=pipelining, rcpt="452 4.3.1 insufficient storage")
     server = scripted_server_factory(script)
     run = run_driver(
         server.port, "--from", SENDER, *rcpt_args(RCPTS), str(message_file(tmp_path))
@@ -499,7 +515,9 @@ def test_rcpt_452_on_first_recipient_of_transaction_is_transient(
     }
     assert len(run.outcomes) == 3
     (session,) = server.wait_for_closed_sessions(1)
-    assert session.verbs.count("RCPT") == 1 and "DATA" not in session.verbs
+    assert server.messages == []
+    if not pipelining:  # the rest of the message is not even tried
+        assert session.verbs.count("RCPT") == 1 and "DATA" not in session.verbs
 
 
 def test_recipients_are_split_by_the_per_transaction_limit(
@@ -522,31 +540,45 @@ def test_recipients_are_split_by_the_per_transaction_limit(
     assert all(m.data == MESSAGE for m in msgs)
 
 
-def test_all_recipients_refused_skips_data_and_resets_before_next_message(
-    tmp_path, c_build, scripted_server_factory
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+def test_all_recipients_refused_sends_no_body_and_resets_before_next_message(
+    pipelining, tmp_path, c_build, scripted_server_factory
 ):
     def rcpt(address, index):
         return "550 5.1.1 no such user" if address.startswith("bad") else OK_RCPT
 
-    server = scripted_server_factory(Script(rcpt=rcpt))
+    server = scripted_server_factory(Script(rcpt=rcpt, pipelining=pipelining))
     bad = str(message_file(tmp_path, MESSAGE, "bad.eml"))
-    good = str(message_file(tmp_path, MESSAGE, "good.eml"))
-    first = run_driver(
-        server.port, "--from", SENDER, "--to", "bad@server.test",
-        "--linger", "0", bad,
-    )  # fmt: skip
+    first = run_driver(server.port, "--from", SENDER, "--to", "bad@server.test", bad)
     assert [o["result"] for o in first.outcomes] == ["permanent"]
     assert first.outcomes[0]["class"] == "10"
     run = run_driver(
         server.port, "--from", SENDER, "--to", "bad1@server.test",
-        "--to", "bad2@server.test", "--concurrency", "1", bad, good,
+        "--to", "bad2@server.test", "--concurrency", "1", bad, bad,
     )  # fmt: skip
     assert [o["result"] for o in run.outcomes] == ["permanent"] * 4
     session = server.wait_for_closed_sessions(2)[-1]
-    assert session.verbs == (
-        "EHLO", "MAIL", "RCPT", "RCPT", "RSET", "MAIL", "RCPT", "RCPT", "RSET",
-        "QUIT",
+    # Under PIPELINING DATA went out with the group; the server refused it.
+    one = ("MAIL", "RCPT", "RCPT", *(("DATA",) if pipelining else ()), "RSET")
+    assert session.verbs == ("EHLO", *one, *one, "QUIT")
+    assert server.messages == []
+
+
+def test_pipelined_data_accepted_with_no_recipient_gets_a_lone_dot(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(
+        Script(rcpt="550 5.1.1 no such user", data="354 go ahead anyway")
+    )
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(RCPTS[:2]),
+        str(message_file(tmp_path)),
     )  # fmt: skip
+    assert [o["result"] for o in run.outcomes] == ["permanent"] * 2
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs == ("EHLO", "MAIL", "RCPT", "RCPT", "DATA", "RSET", "QUIT")
+    (msg,) = server.messages
+    assert msg.raw_data == b""  # the lone dot: no body was sent
 
 
 def test_data_refused_resets_before_next_message(
@@ -575,3 +607,136 @@ def test_unresolvable_host_settles_and_the_driver_returns(tmp_path, c_build):
     )  # fmt: skip
     (outcome,) = run.outcomes
     assert outcome["error"] == "SMTP_ECONNECT" and run.returncode == 75
+
+
+def withholding_server(port_box: list, done: threading.Event, log: list) -> None:
+    """A server that answers MAIL FROM only once it has read DATA: a client
+    that waits for each reply before the next command stalls on it."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port_box.append(listener.getsockname()[1])
+        listener.settimeout(10)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(b"220 withholding.test ESMTP\r\n")
+            buf = b""
+
+            def until(marker: bytes) -> bytes:
+                nonlocal buf
+                while marker not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("client went away")
+                    buf += chunk
+                head, _, buf = buf.partition(marker)
+                return head + marker
+
+            until(b"\r\n")
+            conn.sendall(b"250-withholding.test\r\n250 PIPELINING\r\n")
+            group = until(b"DATA\r\n")
+            log.append(group)
+            rcpts = group.count(b"RCPT TO:")
+            conn.sendall(b"250 sender ok\r\n" + b"250 rcpt ok\r\n" * rcpts
+                         + b"354 go on\r\n")  # fmt: skip
+            log.append(until(b"\r\n.\r\n"))
+            conn.sendall(b"250 2.0.0 kept\r\n")
+            log.append(until(b"\r\n"))
+            conn.sendall(b"221 bye\r\n")
+    done.set()
+
+
+def test_pipelining_sends_mail_rcpts_and_data_before_any_reply(tmp_path, c_build):
+    port_box: list[int] = []
+    done = threading.Event()
+    log: list[bytes] = []
+    thread = threading.Thread(
+        target=withholding_server, args=(port_box, done, log), daemon=True
+    )
+    thread.start()
+    while not port_box:
+        time.sleep(0.01)
+    run = run_driver(
+        port_box[0], "--from", SENDER, *rcpt_args(RCPTS), "--timeout", "mail=2000",
+        str(message_file(tmp_path)),
+    )  # fmt: skip
+    thread.join(15)
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 3, run.stderr
+    assert log[0] == (
+        f"MAIL FROM:<{SENDER}>\r\n".encode()
+        + b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in RCPTS)
+        + b"DATA\r\n"
+    )
+    assert log[1] == MESSAGE + b".\r\n"
+
+
+def test_pipelined_group_is_one_write(tmp_path, c_build, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(RCPTS), "--wire",
+        str(message_file(tmp_path)),
+    )  # fmt: skip
+    assert {o["result"] for o in run.outcomes} == {"delivered"}
+    sent = [e["text"] for e in run.events if e.get("dir") == "sent"]
+    group = (
+        f"MAIL FROM:<{SENDER}>\r\n"
+        + "".join(f"RCPT TO:<{r}>\r\n" for r in RCPTS)
+        + "DATA\r\n"
+    )
+    assert group in sent  # one write event holds the whole group
+    (session,) = server.wait_for_closed_sessions(1)
+    verbs = session.verbs
+    pipelined = dict(zip(range(len(verbs)), session.pipelined, strict=True))
+    assert [pipelined[i] for i, v in enumerate(verbs) if v in ("RCPT", "DATA")] == [
+        True, True, True, True
+    ]  # fmt: skip
+
+
+def test_without_pipelining_one_command_at_a_time(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(pipelining=False))
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(RCPTS), str(message_file(tmp_path))
+    )
+    assert {o["result"] for o in run.outcomes} == {"delivered"}
+    (session,) = server.wait_for_closed_sessions(1)
+    assert not any(session.pipelined)
+
+
+def test_pipelined_refused_middle_recipient_keeps_the_others(
+    tmp_path, c_build, scripted_server_factory
+):
+    rcpts = [f"r{i}@server.test" for i in range(5)]
+    server = scripted_server_factory(
+        Script(rcpt=lambda r, i: "550 5.1.1 no" if i == 2 else OK_RCPT)
+    )
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(rcpts), str(message_file(tmp_path))
+    )
+    got = {o["rcpt"]: (o["result"], o["code"]) for o in run.outcomes}
+    assert got == {r: ("delivered", "250") for r in rcpts} | {
+        rcpts[2]: ("permanent", "550")
+    }
+    (msg,) = server.wait_for_messages(1)
+    assert list(msg.accepted) == rcpts[:2] + rcpts[3:]
+
+
+@pytest.mark.parametrize("reply", ["550 5.1.0 sender refused", "451 4.3.0 later"])
+def test_pipelined_refused_mail_from_ends_the_transaction(
+    reply, tmp_path, c_build, scripted_server_factory
+):
+    answers = iter([reply, "250 2.1.0 Ok"])
+    server = scripted_server_factory(Script(mail=lambda sender: next(answers)))
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(2)]
+    run = run_driver(
+        server.port, "--from", SENDER, *rcpt_args(RCPTS[:2]), "--concurrency", "1",
+        *files,
+    )  # fmt: skip
+    kind = "permanent" if reply.startswith("5") else "transient"
+    assert [(o["id"], o["result"]) for o in run.outcomes] == [
+        ("1", kind), ("1", kind), ("2", "delivered"), ("2", "delivered")
+    ]  # fmt: skip
+    (session,) = server.wait_for_closed_sessions(1)
+    assert "RSET" not in session.verbs  # no transaction was open
+    (msg,) = server.wait_for_messages(1)
+    assert msg.data == MESSAGE
