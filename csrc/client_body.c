@@ -4,9 +4,10 @@
  * The body is streamed straight from the caller's buffer (or read from
  * the file in chunks) through the encoder into a chunk buffer the
  * connection holds only while in this state, so its canonical form and
- * dot-stuffing cost no copy of the whole message.  Each writable event sends a bounded number
- * of chunks, so one large body does not starve other connections.  A
- * message is delivered only on a 2xx to the end of its data.
+ * dot-stuffing cost no copy of the whole message.  Each writable event
+ * sends a bounded number of chunks, so one large body does not starve
+ * other connections.  A message is delivered only on a 2xx to the end of
+ * its data.
  */
 #include <errno.h>
 #include <stdlib.h>
