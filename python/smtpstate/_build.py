@@ -7,11 +7,14 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
+COLLECTOR = (HERE / "_collector.c").read_text()
+RECORDS = COLLECTOR.split("/* cdef-begin */")[1].split("/* cdef-end */")[0]
+
 ffibuilder = FFI()
-ffibuilder.cdef((HERE / "_declarations.h").read_text())
+ffibuilder.cdef((HERE / "_declarations.h").read_text() + RECORDS)
 ffibuilder.set_source(
     "smtpstate._smtpstate_cffi",
-    '#include "smtp.h"\n' + (HERE / "_collector.c").read_text(),
+    '#include "smtp.h"\n' + COLLECTOR,
     include_dirs=[str(ROOT / "include")],
     libraries=["smtpstate"],
     extra_compile_args=["-std=c11"],

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The records below are also the binding's declarations (_build.py reads
+ * them from here), so they are written once. */
+/* cdef-begin */
 struct smtpstate_py_outcome {
     uint64_t message_id;
     size_t rcpt;
@@ -38,6 +41,7 @@ struct smtpstate_py_collector {
     size_t text_len, text_cap;
     int failed;
 };
+/* cdef-end */
 
 static int collector_grow(void **items, size_t *cap, size_t need,
                           size_t size)

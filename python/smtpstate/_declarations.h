@@ -317,33 +317,8 @@ void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
                       int kind, const smtp_reply *reply, int stage);
 void smtp_conn_wake(connection *conn);
 
-/* The binding's collector (_collector.c). */
-struct smtpstate_py_outcome {
-    uint64_t message_id;
-    size_t rcpt;
-    int kind, code, stage, bounce_class, error;
-    uint64_t session_id;
-    char enhanced[16];
-    char state[64];
-    size_t text_at, text_len;
-};
-struct smtpstate_py_event {
-    int type, stage, code, error, sent;
-    unsigned connections;
-    uint64_t session_id;
-    char state[64];
-    char from[64];
-    size_t text_at, text_len;
-};
-struct smtpstate_py_collector {
-    struct smtpstate_py_outcome *outcomes;
-    size_t n_outcomes, cap_outcomes;
-    struct smtpstate_py_event *events;
-    size_t n_events, cap_events;
-    char *text;
-    size_t text_len, text_cap;
-    int failed;
-};
+/* The binding's collector (_collector.c); its records are read from
+ * _collector.c itself by _build.py. */
 void smtpstate_py_on_outcome(const smtp_outcome *o, void *arg);
 void smtpstate_py_on_event(const smtp_event *e, void *arg);
 void smtpstate_py_collector_reset(struct smtpstate_py_collector *c);
