@@ -1,5 +1,6 @@
 """cffi build script: the binding in API mode, linking libsmtpstate.so."""
 
+import os
 import pathlib
 
 from cffi import FFI
@@ -10,6 +11,9 @@ ROOT = HERE.parent.parent
 COLLECTOR = (HERE / "_collector.c").read_text()
 RECORDS = COLLECTOR.split("/* cdef-begin */")[1].split("/* cdef-end */")[0]
 
+SANITIZE = os.environ.get("SMTPSTATE_SANITIZE", "")
+SAN_FLAGS = [f"-fsanitize={SANITIZE}", "-fno-omit-frame-pointer"] if SANITIZE else []
+
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "_declarations.h").read_text() + RECORDS)
 ffibuilder.set_source(
@@ -17,8 +21,8 @@ ffibuilder.set_source(
     '#include "smtp.h"\n' + COLLECTOR,
     include_dirs=[str(ROOT / "include")],
     libraries=["smtpstate"],
-    extra_compile_args=["-std=c11"],
-    extra_link_args=["-Wl,-rpath,$ORIGIN"],
+    extra_compile_args=["-std=c11", *SAN_FLAGS],
+    extra_link_args=["-Wl,-rpath,$ORIGIN", *SAN_FLAGS],
 )
 
 if __name__ == "__main__":
