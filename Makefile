@@ -59,3 +59,29 @@ check: all
 
 clean:
 	rm -rf $(BUILD)
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang from the same
+# csrc/ sources as the library, instrumented for coverage and sanitized:
+# make fuzz  (scripts/fuzz.sh builds and runs them).
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build/fuzz
+FUZZ_SAN = address,undefined
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
+	-fno-omit-frame-pointer -fvisibility=hidden -Iinclude \
+	-fno-sanitize-recover=all
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS = $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJS = $(LIB_SRCS:csrc/%.c=$(FUZZ_BUILD)/obj/%.o)
+
+.PHONY: fuzz
+fuzz: $(FUZZ_OBJS) $(FUZZ_TARGETS)
+
+$(FUZZ_BUILD)/obj/%.o: csrc/%.c $(wildcard include/*.h csrc/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) \
+		-DSMTPSTATE_BUILDING_LIBRARY -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -Icsrc $< \
+		$(FUZZ_OBJS) -o $@ -lpthread -ldl
