@@ -169,6 +169,7 @@ void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg);
 void smtp__conn_mark_idle(struct smtp__conn *c, bool idle);
 void smtp__sched_forget(struct smtp__conn *c);
 void smtp__conn_check_buffered(struct smtp__conn *c);
+void smtp__note_reply_buffer(smtp_scheduler *sched, size_t bytes);
 
 /* connection.c */
 int smtp__conn_fail(struct smtp__conn *c, int error, const char *fmt, ...)

@@ -17,7 +17,7 @@
 #include "engine.h"
 
 #define RBUF_INITIAL 1024
-#define RBUF_MAX (SMTP__REPLY_MAX + 4096)
+#define RBUF_MAX SMTP_REPLY_BUFFER_MAX
 
 /* Scans what is buffered; > 0 (complete), 0 or an error, as
  * smtp__reply_scan.  A finished scan is kept until the reply is taken:
@@ -61,6 +61,7 @@ static int rbuf_make_room(struct smtp__conn *c)
         return SMTP_ENOMEM;
     c->rbuf = buf;
     c->rcap = cap;
+    smtp__note_reply_buffer(c->sched, cap);
     return 0;
 }
 

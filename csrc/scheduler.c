@@ -44,6 +44,7 @@ struct smtp_scheduler {
     unsigned connections;
     bool draining;                 /* no new work: submit refused */
     bool finishing;                /* run(): QUIT connections when idle */
+    size_t reply_high_water;       /* largest receive buffer held */
     uint64_t next_session;
 };
 
@@ -927,6 +928,17 @@ SMTP_API size_t smtp_scheduler_pending(const smtp_scheduler *sched)
 SMTP_API unsigned smtp_scheduler_connections(const smtp_scheduler *sched)
 {
     return sched->connections;
+}
+
+void smtp__note_reply_buffer(smtp_scheduler *sched, size_t bytes)
+{
+    if (bytes > sched->reply_high_water)
+        sched->reply_high_water = bytes;
+}
+
+SMTP_API size_t smtp_scheduler_reply_high_water(const smtp_scheduler *sched)
+{
+    return sched->reply_high_water;
 }
 
 SMTP_API void smtp_scheduler_free(smtp_scheduler *sched)

@@ -513,12 +513,13 @@ int main(int argc, char **argv)
         return 1;
     }
     int failed = submit_all(sched, &opts, msgs, n) != 0;
+    size_t high_water = smtp_scheduler_reply_high_water(sched);
     smtp_scheduler_free(sched); /* settles anything still unsettled */
     fprintf(stderr, "summary messages=%zu delivered=%lu transient=%lu "
             "permanent=%lu sessions=%lu closes=%lu max_open=%lu noops=%lu "
-            "refused=%lu\n", n, totals.delivered, totals.transient,
-            totals.permanent, totals.sessions, totals.closes, totals.max_open,
-            totals.noops, totals.refused);
+            "refused=%lu reply_high_water=%zu\n", n, totals.delivered,
+            totals.transient, totals.permanent, totals.sessions, totals.closes,
+            totals.max_open, totals.noops, totals.refused, high_water);
     for (size_t i = 0; opts.count > 0 && i < n; i++)
         free((char *)msgs[i].data);
     free(msgs);

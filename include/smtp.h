@@ -321,6 +321,14 @@ SMTP_API size_t smtp_scheduler_pending(const smtp_scheduler *sched);
 /* Connections open now (connecting included). */
 SMTP_API unsigned smtp_scheduler_connections(const smtp_scheduler *sched);
 
+/* The most a connection's receive buffer can hold: one reply at its cap
+ * plus one read.  A longer reply fails the connection (SMTP_ETOOBIG). */
+#define SMTP_REPLY_BUFFER_MAX (65536 + 4096)
+
+/* The largest receive buffer any connection of the scheduler has held,
+ * in bytes; never above SMTP_REPLY_BUFFER_MAX. */
+SMTP_API size_t smtp_scheduler_reply_high_water(const smtp_scheduler *sched);
+
 /*
  * Initialises the library and makes the calling thread its owner thread;
  * registers the built-in states.  Every other entry point initialises on
