@@ -745,14 +745,18 @@ def test_pipelined_refused_mail_from_ends_the_transaction(
 REPLY_BUFFER_MAX = 65536 + 4096  # SMTP_REPLY_BUFFER_MAX in smtp.h
 
 
+HUGE_BANNERS = {
+    "one-1MiB-line": b"220 " + b"x" * (1 << 20) + b"\r\n",
+    "1MiB-of-lines": b"".join(b"220-" + b"y" * 1000 + b"\r\n" for _ in range(1050))
+    + b"220 end\r\n",
+}
+
+
+# The ids are the names alone: pytest exports the id to every child process
+# in PYTEST_CURRENT_TEST, and a megabyte there makes exec fail with E2BIG.
 @pytest.mark.parametrize(
-    ("name", "banner"),
-    [
-        ("one-1MiB-line", b"220 " + b"x" * (1 << 20) + b"\r\n"),
-        ("1MiB-of-lines", b"".join(b"220-" + b"y" * 1000 + b"\r\n" for _ in range(1050))
-         + b"220 end\r\n"),
-    ],
-)  # fmt: skip
+    ("name", "banner"), list(HUGE_BANNERS.items()), ids=list(HUGE_BANNERS)
+)
 def test_huge_reply_fails_within_the_buffer_cap(
     name, banner, tmp_path, c_build, scripted_server_factory
 ):
