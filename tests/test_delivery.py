@@ -108,6 +108,28 @@ def test_bad_envelope_is_refused_before_anything_is_sent(bad, scripted_server_fa
     assert server.sessions == []
 
 
+@pytest.mark.parametrize(
+    ("settings", "rule"),
+    [
+        (dict(helo="client\r\nMAIL FROM:<x@y>"), "rule: EHLO name"),
+        (dict(helo="client\n"), "rule: EHLO name"),
+        (dict(helo="a\0b"), "rule: EHLO name"),
+        (dict(helo="a b"), "rule: EHLO name"),
+        (dict(helo=""), "rule: EHLO name"),
+        (dict(port=0), "rule: port"),
+        (dict(port=65536), "rule: port"),
+    ],
+)
+def test_bad_destination_is_refused_before_anything_is_sent(
+    settings, rule, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    kwargs = dict(port=server.port) | settings
+    with pytest.raises(smtpstate.InvalidArgumentError, match=rule):
+        smtpstate.deliver(messages(1), "127.0.0.1", **kwargs)
+    assert server.sessions == []
+
+
 @pytest.mark.parametrize("data", [12, "no such file.eml", None, ["x"]])
 def test_message_that_is_not_bytes_or_a_readable_file_is_refused(data, tmp_path):
     with pytest.raises((TypeError, smtpstate.InvalidArgumentError)):
