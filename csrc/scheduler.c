@@ -218,33 +218,38 @@ void smtp__emit_wire(struct smtp__conn *c, const char *bytes, size_t len,
 
 /* ---- destinations and their queues ------------------------------------ */
 
-static bool text_is_clean(const char *s, size_t max)
+/* A host, EHLO name or source address goes on the wire or into
+ * getaddrinfo as one token: printable ASCII without space or brackets. */
+static bool token_is_clean(const char *s, size_t max)
 {
     size_t len = strnlen(s, max + 1);
 
-    if (len > max)
+    if (len == 0 || len > max)
         return false;
-    return strpbrk(s, "\r\n<>") == NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '<' || ch == '>')
+            return false;
+    }
+    return true;
 }
 
 static int check_destination(const smtp_destination *dest)
 {
     const char *func = "smtp_scheduler_submit";
 
-    if (dest == NULL || dest->host == NULL || dest->host[0] == '\0' ||
-        !text_is_clean(dest->host, 255))
+    if (dest == NULL || dest->host == NULL ||
+        !token_is_clean(dest->host, 255))
         return smtp__fail(SMTP_EINVAL, "%s: destination host is missing "
                           "or malformed (rule: host)", func);
     if (dest->port < 1 || dest->port > 65535)
         return smtp__fail(SMTP_EINVAL, "%s: destination port %d is out of "
                           "range (rule: port 1-65535)", func, dest->port);
-    if (dest->helo != NULL &&
-        (dest->helo[0] == '\0' || !text_is_clean(dest->helo, 255) ||
-         strchr(dest->helo, ' ') != NULL))
-        return smtp__fail(SMTP_EINVAL, "%s: EHLO name is empty or holds "
-                          "CR, LF, space or angle brackets (rule: EHLO "
-                          "name)", func);
-    if (dest->source != NULL && !text_is_clean(dest->source, 64))
+    if (dest->helo != NULL && !token_is_clean(dest->helo, 255))
+        return smtp__fail(SMTP_EINVAL, "%s: EHLO name is empty, too long "
+                          "or holds a control byte, space or angle bracket "
+                          "(rule: EHLO name)", func);
+    if (dest->source != NULL && !token_is_clean(dest->source, 64))
         return smtp__fail(SMTP_EINVAL, "%s: source address is malformed "
                           "(rule: source)", func);
     return 0;

@@ -72,15 +72,16 @@ struct case_ {
     size_t nrcpt;
     const char *path;
     const char *helo;
-    int port; /* 0: the listener's */
+    int port;         /* 0: the listener's */
+    const char *host; /* NULL: 127.0.0.1 */
 };
 
 static void refused(smtp_scheduler *sched, int port, const struct case_ *c)
 {
     const char *rcpts[] = {"good@server.test", c->rcpt};
     const char *body = "Subject: x\r\n\r\nbody\r\n";
-    smtp_destination dest = {"127.0.0.1", c->port ? c->port : port, c->helo,
-                             NULL};
+    smtp_destination dest = {c->host ? c->host : "127.0.0.1",
+                             c->port ? c->port : port, c->helo, NULL};
     smtp_message msg = {
         .sender = c->sender,
         .recipients = rcpts,
@@ -121,35 +122,49 @@ int main(void)
         return 2;
 
     const struct case_ cases[] = {
-        {"CR in sender", "rule: address", "a\r@b", "r@x", 2, NULL, NULL, 0},
-        {"LF in sender", "rule: address", "a\n@b", "r@x", 2, NULL, NULL, 0},
-        {"CRLF in recipient", "rule: address", "s@x", "r\r\nRCPT TO:<e@v>",
-         2, NULL, NULL, 0},
-        {"control byte in recipient", "rule: address", "s@x",
-         "r\x01@x", 2, NULL, NULL, 0},
-        {"angle bracket", "rule: address", "s@x", "<r@x>", 2, NULL, NULL, 0},
-        {"space outside quotes", "rule: address", "s@x", "r x@y", 2, NULL,
-         NULL, 0},
-        {"address over 254 octets", "rule: address", "s@x", long_addr, 2,
-         NULL, NULL, 0},
-        {"empty recipient", "rule: address", "s@x", "", 2, NULL, NULL, 0},
-        {"NULL sender", "rule: address", NULL, "r@x", 2, NULL, NULL, 0},
-        {"no recipients", "rule: at least one recipient", "s@x", "r@x", 0,
-         NULL, NULL, 0},
-        {"missing file", "rule: body", "s@x", "r@x", 2, "/nonexistent/m",
-         NULL, 0},
-        {"directory as file", "rule: body", "s@x", "r@x", 2, "/tmp", NULL,
-         0},
-        {"fifo as file", "rule: body", "s@x", "r@x", 2, fifo, NULL, 0},
-        {"CR in EHLO name", "rule: EHLO", "s@x", "r@x", 2, NULL,
-         "client\r.test", 0},
-        {"LF in EHLO name", "rule: EHLO", "s@x", "r@x", 2, NULL,
-         "client\nQUIT", 0},
-        {"space in EHLO name", "rule: EHLO", "s@x", "r@x", 2, NULL, "a b",
-         0},
-        {"empty EHLO name", "rule: EHLO", "s@x", "r@x", 2, NULL, "", 0},
-        {"port out of range", "rule: port", "s@x", "r@x", 2, NULL, NULL,
-         70000},
+        {.what = "CR in sender", .rule = "rule: address",
+         .sender = "a\r@b", .rcpt = "r@x", .nrcpt = 2},
+        {.what = "LF in sender", .rule = "rule: address",
+         .sender = "a\n@b", .rcpt = "r@x", .nrcpt = 2},
+        {.what = "CRLF in recipient", .rule = "rule: address",
+         .sender = "s@x", .rcpt = "r\r\nRCPT TO:<e@v>", .nrcpt = 2},
+        {.what = "control byte in recipient", .rule = "rule: address",
+         .sender = "s@x", .rcpt = "r\x01@x", .nrcpt = 2},
+        {.what = "angle bracket", .rule = "rule: address",
+         .sender = "s@x", .rcpt = "<r@x>", .nrcpt = 2},
+        {.what = "space outside quotes", .rule = "rule: address",
+         .sender = "s@x", .rcpt = "r x@y", .nrcpt = 2},
+        {.what = "address over 254 octets", .rule = "rule: address",
+         .sender = "s@x", .rcpt = long_addr, .nrcpt = 2},
+        {.what = "empty recipient", .rule = "rule: address",
+         .sender = "s@x", .rcpt = "", .nrcpt = 2},
+        {.what = "NULL sender", .rule = "rule: address",
+         .rcpt = "r@x", .nrcpt = 2},
+        {.what = "no recipients", .rule = "rule: at least one recipient",
+         .sender = "s@x", .rcpt = "r@x"},
+        {.what = "missing file", .rule = "rule: body",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .path = "/nonexistent/m"},
+        {.what = "directory as file", .rule = "rule: body",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .path = "/tmp"},
+        {.what = "fifo as file", .rule = "rule: body",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .path = fifo},
+        {.what = "CR in EHLO name", .rule = "rule: EHLO",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .helo = "client\r.test"},
+        {.what = "LF in EHLO name", .rule = "rule: EHLO",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .helo = "client\nQUIT"},
+        {.what = "space in EHLO name", .rule = "rule: EHLO",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .helo = "a b"},
+        {.what = "TAB in EHLO name", .rule = "rule: EHLO",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .helo = "client\t.test"},
+        {.what = "control byte in EHLO name", .rule = "rule: EHLO",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2,
+         .helo = "client\x1b.test"},
+        {.what = "empty EHLO name", .rule = "rule: EHLO",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .helo = ""},
+        {.what = "CRLF in host", .rule = "rule: host",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .host = "127.0.0.1\r\nx"},
+        {.what = "port out of range", .rule = "rule: port",
+         .sender = "s@x", .rcpt = "r@x", .nrcpt = 2, .port = 70000},
     };
 
     smtp_config_init(&cfg);
