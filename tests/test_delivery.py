@@ -102,8 +102,9 @@ def test_message_from_a_file_is_streamed_byte_exact(tmp_path, scripted_server_fa
 def test_bad_envelope_is_refused_before_anything_is_sent(bad, scripted_server_factory):
     server = scripted_server_factory(Script())
     fields = dict(sender=SENDER, recipients=["r@server.test"], data=BODY) | bad
+    # Refused when the Message is built, so no delivery can start with it.
     with pytest.raises(smtpstate.InvalidArgumentError, match="rule:") as info:
-        smtpstate.deliver([Message(**fields)], "127.0.0.1", server.port)
+        Message(**fields)
     assert isinstance(info.value, ValueError)
     assert server.sessions == []
 
@@ -248,13 +249,17 @@ def test_exception_fails_only_its_connection_and_others_go_on(
     assert len(server.wait_for_messages(11)) == 11
 
 
-def test_callable_returning_nonsense_is_contained(scripted_server_factory, registered):
+@pytest.mark.parametrize("odd", ["what?", 0, 1 << 20, 2.5])
+def test_callable_returning_nonsense_is_contained(
+    odd, scripted_server_factory, registered
+):
     server = scripted_server_factory(Script())
-    registered(SmtpState("py-odd", lambda s, e: "what?"), BuiltinState.SESSION_READY)
+    registered(SmtpState("py-odd", lambda s, e: odd), BuiltinState.SESSION_READY)
     (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
     (rcpt,) = result.recipients
     assert rcpt.outcome is Outcome.TRANSIENT
-    assert "returned 'what?'" in rcpt.text
+    assert f"returned {odd!r}" in rcpt.text
+    assert server.messages == []
 
 
 def test_session_is_dead_after_its_call(scripted_server_factory, registered):

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Mutation checks: each patch under tests/mutants/ breaks one behaviour on
+purpose, and the tests it names must then fail.
+
+    python3 scripts/mutants.py               # every mutant
+    python3 scripts/mutants.py NAME ...      # only these (file stems)
+    python3 scripts/mutants.py --jobs 2      # two scratch copies at a time
+
+A mutant file is a unified diff (``patch -p1``) preceded by a header:
+
+    Breaks: what the patch breaks, in one line
+    Tests: tests/test_x.py::test_name tests/test_y.py::test_other[param]
+
+For each mutant the script copies the working tree (tracked and untracked
+files that git does not ignore) into a scratch folder, applies the patch,
+builds the C library and driver there with make, installs the package
+into a scratch ``site`` folder that is put first on PYTHONPATH, and runs
+the named tests with pytest.  The mutant is *caught* when pytest reports
+failed tests (exit 1).  It *survives* when the tests pass, and is an
+*error* when the patch does not apply, the build fails or pytest ends any
+other way (no such test, collection error).  Anything but caught fails
+the run (exit 1).  The unpatched tree must pass the same tests: the normal
+suite proves that, and ``--baseline`` checks it here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "tests" / "mutants"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One patch and the tests that must catch it."""
+
+    name: str
+    path: pathlib.Path
+    breaks: str
+    tests: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    mutant: Mutant
+    status: str  # caught, survived, error
+    detail: str
+    seconds: float
+
+
+def load(path: pathlib.Path) -> Mutant:
+    """Reads a mutant's header; refuses one without Breaks or Tests."""
+    breaks = ""
+    tests: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith(("--- ", "diff ")):
+            break
+        if line.startswith("Breaks:"):
+            breaks = line.partition(":")[2].strip()
+        elif line.startswith("Tests:"):
+            tests += line.partition(":")[2].split()
+    if not breaks or not tests:
+        raise SystemExit(f"{path}: needs a 'Breaks:' and a 'Tests:' line")
+    return Mutant(path.stem, path, breaks, tuple(tests))
+
+
+def tree_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return [f for f in out.stdout.decode().split("\0") if f]
+
+
+def copy_tree(files: list[str], dest: pathlib.Path) -> None:
+    for rel in files:
+        src = ROOT / rel
+        if not src.is_file():
+            continue  # deleted in the work tree but still in the index
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+
+
+def run(cmd: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float):
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+    )
+
+
+def check(mutant: Mutant | None, files: list[str], keep: bool) -> Verdict:
+    """Builds a scratch copy with the patch applied and runs its tests;
+    with mutant None, runs the baseline (every named test, unpatched)."""
+    started = time.monotonic()
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="smtpstate-mutant-"))
+    name = mutant.name if mutant else "baseline"
+    tests = mutant.tests if mutant else tuple(t for m in all_mutants() for t in m.tests)
+
+    def verdict(status: str, detail: str) -> Verdict:
+        seconds = time.monotonic() - started
+        return Verdict(mutant or Mutant(name, ROOT, "", tests), status, detail, seconds)
+
+    try:
+        copy_tree(files, scratch)
+        env = dict(os.environ)
+        env.pop("SMTPSTATE_C_BUILD", None)
+        env.pop("SMTPSTATE_SAN", None)
+        if mutant is not None:
+            applied = run(
+                ["patch", "-p1", "--batch", "--forward", "-i", str(mutant.path)],
+                scratch,
+                env,
+                60,
+            )
+            if applied.returncode != 0:
+                return verdict("error", "patch failed:\n" + applied.stdout)
+        site = scratch / "site"
+        built = run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
+            + ["--target", str(site), "."],
+            scratch,
+            env | {"SMTPSTATE_WERROR": "1"},
+            600,
+        )
+        if built.returncode != 0:
+            return verdict("error", "build failed:\n" + built.stderr[-3000:])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(site), str(scratch / "tests"), env.get("PYTHONPATH", "")]
+        )
+        tested = run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+            + ["-o", "addopts=", *tests],
+            scratch,
+            env,
+            900,
+        )
+        tail = "\n".join(tested.stdout.strip().splitlines()[-15:])
+        if mutant is None:
+            status = "passed" if tested.returncode == 0 else "error"
+        elif tested.returncode == 1:
+            status = "caught"
+        elif tested.returncode == 0:
+            status = "survived"
+        else:
+            status = "error"
+        return verdict(status, tail)
+    except subprocess.TimeoutExpired as exc:
+        return verdict("error", f"timed out: {exc.cmd}")
+    finally:
+        if keep:
+            print(f"  kept {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def all_mutants() -> list[Mutant]:
+    return [load(p) for p in sorted(MUTANTS.glob("*.patch"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", help="mutant file stems (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="scratch copies at once")
+    ap.add_argument("--baseline", action="store_true", help="also run unpatched")
+    ap.add_argument("--keep", action="store_true", help="keep scratch folders")
+    ap.add_argument("--list", action="store_true", help="list mutants and exit")
+    args = ap.parse_args(argv)
+
+    mutants = all_mutants()
+    if args.names:
+        known = {m.name: m for m in mutants}
+        unknown = [n for n in args.names if n not in known]
+        if unknown:
+            print(f"no such mutant: {', '.join(unknown)}", file=sys.stderr)
+            return 64
+        mutants = [known[n] for n in args.names]
+    if args.list:
+        for m in mutants:
+            print(f"{m.name}: {m.breaks}")
+        return 0
+    if not mutants:
+        print(f"no mutants under {MUTANTS}", file=sys.stderr)
+        return 1
+
+    files = tree_files()
+    jobs: list[Mutant | None] = ([None] if args.baseline else []) + list(mutants)
+    print(f"mutants: {len(mutants)}, {args.jobs} at a time", flush=True)
+    bad = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(check, m, files, args.keep) for m in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            v = future.result()
+            ok = v.status in ("caught", "passed")
+            bad += not ok
+            print(
+                f"{v.status:8} {v.mutant.name} ({v.seconds:.0f} s): {v.mutant.breaks}"
+            )
+            if not ok:
+                print("    " + v.detail.replace("\n", "\n    "), flush=True)
+    print(
+        f"mutants: {len(mutants)} checked, {bad} not caught"
+        if bad
+        else f"mutants: all {len(mutants)} caught"
+    )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
