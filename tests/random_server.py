@@ -133,6 +133,7 @@ class Faults:
     idle_ms: int = 1
     old_server: float = 0.25  # per connection: EHLO unknown (502), HELO then
     multiline: float = 0.2  # a refusal spread over two lines
+    split: float = 0.3  # a delayed reply: its first bytes before the wait
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Decision:
     reply: str = ""
     delay_ms: int = 0
     close: bool = False  # after the reply (a 421, or the 250 then drop)
+    sent: int = 0  # bytes of the reply sent before its delay
 
 
 def _reset_socket(transport: asyncio.BaseTransport) -> None:
@@ -254,6 +256,9 @@ class Session(asyncio.Protocol):
         )
         if decision.delay_ms:
             self.waiting = True
+            if decision.reply and self.rng.random() < self.faults.split:
+                decision.sent = self.rng.randint(1, len(decision.reply))
+                self.out.append(decision.reply[: decision.sent].encode())
             self.flush()
             loop = asyncio.get_running_loop()
             loop.call_later(
@@ -271,7 +276,7 @@ class Session(asyncio.Protocol):
             self.drop("reset" if self.rng.random() < 0.5 else "fin")
             return
         self.check_waited(stage)
-        self.out.append(decision.reply.encode() + b"\r\n")
+        self.out.append(decision.reply[decision.sent :].encode() + b"\r\n")
         if then is not None:
             then()
         if decision.close:
