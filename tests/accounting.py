@@ -136,6 +136,7 @@ def check(
     for v in log.violations:
         problems.append(f"protocol violation on connection {v['c']}: {v['what']}")
     counts["connections"] = log.connections()
+    counts["server_max_open"] = log.max_open()
     return report
 
 

@@ -662,6 +662,18 @@ class ServerLog:
     def connections(self) -> int:
         return sum(1 for r in self.records if r.get("ev") == "open")
 
+    def max_open(self) -> int:
+        """The most connections the server held open at once."""
+        now = most = 0
+        for r in self.records:
+            event = r.get("ev")
+            if event == "open":
+                now += 1
+                most = max(most, now)
+            elif event in ("drop", "close", "closed"):
+                now -= 1
+        return most
+
 
 def read_log(path: Path) -> ServerLog:
     records = [json.loads(line) for line in path.read_text().splitlines() if line]

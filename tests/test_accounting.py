@@ -161,7 +161,8 @@ def test_python_api_2000_messages_50_connections(random_server):
     print(report.summary())
 
     assert not report.problems, report.summary()
-    assert [res.message.id for res in results] == list(range(1, count + 1))
+    ids = [res.message.id for res in results]
+    assert ids == list(range(1, count + 1)), report.summary()
     for kind in ("delivered", "transient", "permanent"):
         assert report.counts[kind] > 0, report.summary()
 
