@@ -7,6 +7,11 @@
  *   smtpstate-send --port 2525 --from a@x --to b@y [--to ...] FILE...
  *   smtpstate-send --port 2525 --from a@x --to b@y --count 1000 --size 1024
  *
+ * Generated messages carry Message-ID <N.T@smtpstate.test>, N the
+ * message's id (1 up) and T the start time, so a server's log names the
+ * message; with --vary-recipients message N goes to the first
+ * 1 + (N - 1) mod K of the K --to addresses.
+ *
  * Exit status: 0 all delivered, 75 only transient failures, 1 any
  * permanent failure, 64 usage error.
  */
@@ -42,6 +47,7 @@ struct options {
     long pause_ms;
     size_t drain_after;   /* submit this many, then drain */
     int poll_mode;        /* step the loop from poll(2), as an embedder */
+    int vary_recipients;  /* message N: the first 1 + (N-1) mod K of --to */
     struct totals *totals;
     smtp_config cfg;
 };
@@ -390,8 +396,8 @@ static int usage(void)
             "[--per-connection N]\n"
             "       [--timeout KIND=MS] [--noop-after STATE] [--linger MS]\n"
             "       [--rcpt-per-transaction N] [--pause-after N:MS] [--queue N]"
-            "\n       [--drain-after N] [--poll] [--quiet] [--trace] [--wire]"
-            " [FILE...]\n");
+            "\n       [--drain-after N] [--poll] [--vary-recipients] [--quiet]"
+            " [--trace]\n       [--wire] [FILE...]\n");
     return 64;
 }
 
@@ -407,6 +413,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"linger", 1, 0, 'L'}, {"pause-after", 1, 0, 'P'},
         {"queue", 1, 0, 'Q'}, {"drain-after", 1, 0, 'D'},
         {"poll", 0, 0, 'O'}, {"wire", 0, 0, 'W'},
+        {"vary-recipients", 0, 0, 'V'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -445,6 +452,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         case 'Q': o->cfg.queue_capacity = (size_t)atol(optarg); break;
         case 'D': o->drain_after = (size_t)atol(optarg); break;
         case 'O': o->poll_mode = 1; break;
+        case 'V': o->vary_recipients = 1; break;
         case 'W':
             t->trace = t->wire = 1;
             o->cfg.wire_trace = 1;
@@ -476,7 +484,7 @@ static smtp_message *build_messages(struct options *o, int argc, char **argv,
     for (size_t i = 0; i < *n; i++) {
         msgs[i].sender = o->from;
         msgs[i].recipients = o->to;
-        msgs[i].nrecipients = o->nto;
+        msgs[i].nrecipients = o->vary_recipients ? 1 + i % o->nto : o->nto;
         msgs[i].id = i + 1;
         if (o->count > 0)
             msgs[i].data = generate((long)i + 1, o->size, &msgs[i].len);
