@@ -8,9 +8,12 @@ Two servers live here:
   files are not byte-exact (see the class docstring).
 - `ScriptedServer` is an SMTP server in a background thread whose every reply
   comes from a `Script`: per stage a line, raw bytes, or a fault (`CLOSE`,
-  `SILENCE`, `HANG_AFTER`, `DELAY`, `CLOSE_AFTER`).  It records what crossed the
-  wire byte for byte: commands, DATA sections, envelopes and a timestamped
-  transcript.
+  `SILENCE`, `HANG_AFTER`, `DELAY`, `CLOSE_AFTER`, `RESET`, `STOP_READING`),
+  or a `Stream` too large to hold in memory.  It records what crossed the
+  wire byte for byte (streams are counted, not kept): commands, DATA
+  sections, envelopes and a timestamped transcript.  A script can also send
+  every reply one byte at a time, end reply lines with a bare LF, read at a
+  fixed slow pace, or act when a data section reaches a size.
 
 Both listen on loopback only (127.0.0.1, and ::1 on request) and every wait is
 bounded in time.  Times are `time.monotonic()` values.
@@ -31,11 +34,12 @@ import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +50,9 @@ __all__ = [
     "CLOSE_AFTER",
     "DELAY",
     "HANG_AFTER",
+    "RESET",
     "SILENCE",
+    "STOP_READING",
     "SMTP_SINK",
     "SMTP_SOURCE",
     "Close",
@@ -54,12 +60,15 @@ __all__ = [
     "Delay",
     "HangAfter",
     "ReceivedMessage",
+    "Reset",
     "Script",
     "ScriptError",
     "ScriptedServer",
     "SessionRecord",
     "Silence",
     "SmtpSink",
+    "StopReading",
+    "Stream",
     "TranscriptEntry",
     "free_port",
     "smtp_sink_available",
@@ -124,8 +133,45 @@ class CloseAfter:
     reply: Reply
 
 
+@dataclass(frozen=True)
+class Reset:
+    """Abort the connection: close with SO_LINGER 0, so the kernel sends a
+    TCP RST and drops whatever is queued either way."""
+
+
+@dataclass(frozen=True)
+class StopReading:
+    """Stop reading the socket and never answer again: what the client sends
+    piles up in the kernel's buffers until they are full.  The connection
+    stays open until the server stops."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A reply too large to hold: `head`, then `fill` repeated until `size`
+    bytes of it have gone, then `tail`.
+
+    It is generated in chunks and written with non-blocking sends as the
+    socket takes them, so memory stays small whatever `size` is.  The bytes
+    the kernel accepted are counted (`SessionRecord.stream_sent`), not kept
+    in the transcript.  The stream ends when everything went ("done"), when
+    a send fails because the client closed or reset ("client"), or when the
+    kernel accepted nothing for `stall` seconds ("stalled": the client
+    stopped reading; the server then closes).  `SessionRecord.stream_end`
+    says which.
+    """
+
+    size: int
+    fill: bytes = b"x"
+    head: bytes = b""
+    tail: bytes = b"\r\n"
+    stall: float = 3.0
+
+
 CLOSE = Close()
+RESET = Reset()
 SILENCE = Silence()
+STOP_READING = StopReading()
 HANG_AFTER = HangAfter
 DELAY = Delay
 CLOSE_AFTER = CloseAfter
@@ -133,9 +179,11 @@ CLOSE_AFTER = CloseAfter
 # A reply: a str is one line, sent with CRLF appended (put "\r\n" inside it
 # for a multi-line reply); bytes are sent exactly as given; a list or tuple is
 # a sequence of parts sent in order, so `["250-a", DELAY(0.2, "250 b")]`
-# splits one reply across two writes.
+# splits one reply across two writes, and `["250 ok", DELAY(0.1, "250 more")]`
+# sends an extra, unsolicited reply after the one that was due.
 Reply: TypeAlias = (
-    "str | bytes | Close | Silence | HangAfter | Delay | CloseAfter | Sequence[Reply]"
+    "str | bytes | Close | Silence | HangAfter | Delay | CloseAfter | Reset"
+    " | StopReading | Stream | Sequence[Reply]"
 )
 LineReply: TypeAlias = "Reply | Callable[[bytes], Reply]"
 MailReply: TypeAlias = "Reply | Callable[[str], Reply]"
@@ -148,28 +196,37 @@ class ScriptError(RuntimeError):
     served was closed.  `stop()` raises this so the test sees it."""
 
 
-def _flatten(reply: Reply, out: list[tuple[str, object]]) -> None:
-    """Turns a reply into a list of actions: send, sleep, silence, close."""
+def _flatten(
+    reply: Reply, out: list[tuple[str, object]], line_end: bytes = CRLF
+) -> None:
+    """Turns a reply into a list of actions: send, sleep, silence, close,
+    reset, stop reading, stream.  A str's line ends become `line_end`."""
     if isinstance(reply, str):
-        out.append(("send", reply.encode("utf-8") + CRLF))
+        out.append(("send", reply.encode("utf-8").replace(CRLF, line_end) + line_end))
     elif isinstance(reply, bytes | bytearray):
         out.append(("send", bytes(reply)))
     elif isinstance(reply, Close):
         out.append(("close", None))
     elif isinstance(reply, Silence):
         out.append(("silence", None))
+    elif isinstance(reply, Reset):
+        out.append(("reset", None))
+    elif isinstance(reply, StopReading):
+        out.append(("stop_reading", None))
+    elif isinstance(reply, Stream):
+        out.append(("stream", reply))
     elif isinstance(reply, HangAfter):
-        _flatten(reply.reply, out)
+        _flatten(reply.reply, out, line_end)
         out.append(("silence", None))
     elif isinstance(reply, CloseAfter):
-        _flatten(reply.reply, out)
+        _flatten(reply.reply, out, line_end)
         out.append(("close", None))
     elif isinstance(reply, Delay):
         out.append(("sleep", float(reply.seconds)))
-        _flatten(reply.reply, out)
+        _flatten(reply.reply, out, line_end)
     elif isinstance(reply, list | tuple):
         for part in reply:
-            _flatten(part, out)
+            _flatten(part, out, line_end)
     else:
         raise TypeError(f"not a reply: {reply!r}")
 
@@ -213,6 +270,19 @@ class Script:
     `idle_421_after=N`: once a session has received N messages, when it has
     had no input for `idle_421_delay` seconds and owes no reply, the server
     sends `idle_421_reply` and closes (a server closing an idle connection).
+
+    Hostile servers:
+
+    - `byte_delay`: every reply goes out one byte per write, this many
+      seconds apart (each byte its own TCP segment).
+    - `line_end`: what ends each line of a str reply (``b"\n"`` for bare
+      LF); bytes replies are sent as given.
+    - `data_fault=(n, reply)`: once a data section holds `n` bytes, `reply`
+      is sent (or done: `RESET`, `CLOSE`, `STOP_READING`, a 421 with
+      `CLOSE_AFTER`), while the client is still writing the body.
+    - `read_pace=(n, seconds)`: read at most `n` bytes every `seconds`, a
+      slow reader that keeps making progress (pair it with the server's
+      `rcvbuf` so the client's writes block).
     """
 
     hostname: str = "scripted.test"
@@ -233,6 +303,10 @@ class Script:
     idle_421_after: int | None = None
     idle_421_delay: float = 0.1
     idle_421_reply: Reply = "421 4.4.2 scripted.test Error: timeout exceeded"
+    byte_delay: float | None = None
+    line_end: bytes = CRLF
+    data_fault: tuple[int, Reply] | None = None
+    read_pace: tuple[int, float] | None = None
 
     def ehlo_lines(self) -> list[str]:
         """The default EHLO reply: hostname, then PIPELINING when offered,
@@ -323,6 +397,9 @@ class SessionRecord:
         self._transcript: list[TranscriptEntry] = []
         self._messages: list[ReceivedMessage] = []
         self._partial_data: bytes | None = None
+        self._stream_sent = 0
+        self._stream_end: str | None = None
+        self.socket_buffers: tuple[int, int] = (0, 0)
 
     def __repr__(self) -> str:
         return (
@@ -394,6 +471,20 @@ class SessionRecord:
         with self._lock:
             return self._close_reason
 
+    @property
+    def stream_sent(self) -> int:
+        """Bytes of `Stream` replies the kernel accepted from the server."""
+        with self._lock:
+            return self._stream_sent
+
+    @property
+    def stream_end(self) -> str | None:
+        """How the last `Stream` ended: None while none has; "done",
+        "client" (a send failed: the client closed or reset), "stalled"
+        (nothing accepted for its `stall` seconds) or "stop"."""
+        with self._lock:
+            return self._stream_end
+
 
 def _verb(line: bytes) -> str:
     words = line.split(None, 1)
@@ -418,6 +509,45 @@ def _address(line: bytes) -> str:
 
 _MAX_LINE = 64 * 1024
 _READ_SIZE = 256 * 1024
+_STREAM_CHUNK = 64 * 1024
+
+
+class _StreamPump:
+    """The progress of one `Stream`: yields its bytes chunk by chunk."""
+
+    def __init__(self, stream: Stream) -> None:
+        if not stream.fill:
+            raise ValueError("Stream.fill must not be empty")
+        self.stream = stream
+        repeat = max(1, _STREAM_CHUNK // len(stream.fill))
+        self.block = memoryview(stream.fill * repeat)
+        self.parts = self._parts()
+        self.pending = memoryview(b"")
+        self.last_progress = time.monotonic()
+
+    def _parts(self) -> Iterator[memoryview]:
+        # The head goes out with the first block, as one write.
+        first = min(self.stream.size, len(self.block))
+        yield memoryview(self.stream.head + bytes(self.block[:first]))
+        left = self.stream.size - first
+        while left > 0:
+            part = self.block[: min(left, len(self.block))]
+            left -= len(part)
+            yield part
+        yield memoryview(self.stream.tail)
+
+    def chunk(self) -> memoryview | None:
+        """What is to be sent next; None at the end."""
+        while not self.pending:
+            part = next(self.parts, None)
+            if part is None:
+                return None
+            self.pending = part
+        return self.pending
+
+    def sent(self, n: int) -> None:
+        self.pending = self.pending[n:]
+        self.last_progress = time.monotonic()
 
 
 class _Connection:
@@ -457,19 +587,46 @@ class _Connection:
         self.message_count = 0
         self.idle_generation = 0
         self.idle_armed = False
-        self.writing = False
+        self.reading = True
+        self.interest = 0
+        self.pump: _StreamPump | None = None
+        self.data_fault_fired = False
 
     # -- I/O ---------------------------------------------------------------
+
+    def update_interest(self) -> None:
+        """Registers the socket for what the session waits for now: input
+        unless it stopped reading or reads at a pace (a timer reads then),
+        output while bytes or a stream wait for room."""
+        if self.closed:
+            return
+        events = 0
+        if self.reading and self.script.read_pace is None:
+            events |= selectors.EVENT_READ
+        if self.outbuf or self.pump is not None:
+            events |= selectors.EVENT_WRITE
+        if events == self.interest:
+            return
+        selector = self.server._selector
+        if self.interest == 0:
+            selector.register(self.sock, events, self)
+        elif events == 0:
+            selector.unregister(self.sock)
+        else:
+            selector.modify(self.sock, events, self)
+        self.interest = events
 
     def on_event(self, mask: int) -> None:
         if mask & selectors.EVENT_WRITE and not self.closed:
             self.flush()
+            if self.pump is not None and not self.outbuf:
+                self.pump_stream()
         if mask & selectors.EVENT_READ and not self.closed:
             self.read()
 
-    def read(self) -> None:
+    def read(self, size: int = _READ_SIZE) -> None:
         try:
-            chunk = self.sock.recv(_READ_SIZE)
+            chunk = self.sock.recv(size)
         except BlockingIOError:
             return
         except OSError:
@@ -484,6 +641,15 @@ class _Connection:
             self.arm_idle()
         if not self.closing:
             self.process()
+
+    def paced_read(self) -> None:
+        """One read of at most `read_pace[0]` bytes, then the next later."""
+        if self.closed or not self.reading or self.script.read_pace is None:
+            return
+        size, seconds = self.script.read_pace
+        self.read(size)
+        if not self.closed:
+            self.server._call_later(seconds, self.paced_read, self)
 
     def send(self, data: bytes) -> None:
         if self.closed or not data:
@@ -502,23 +668,70 @@ class _Connection:
                 self.close("client")
                 return
             del self.outbuf[:sent]
-        if not self.outbuf and self.closing:
+        if not self.outbuf and self.closing and self.pump is None:
             self.close("server")
             return
-        want_write = bool(self.outbuf)
-        if want_write != self.writing:
-            self.writing = want_write
-            events = selectors.EVENT_READ
-            if want_write:
-                events |= selectors.EVENT_WRITE
-            self.server._selector.modify(self.sock, events, self)
+        self.update_interest()
+
+    def pump_stream(self) -> None:
+        """Sends the stream's bytes while the socket takes them."""
+        pump = self.pump
+        while pump is not None and not self.closed:
+            chunk = pump.chunk()
+            if chunk is None:
+                self.end_stream("done")
+                return
+            try:
+                n = self.sock.send(chunk)
+            except BlockingIOError:
+                self.update_interest()
+                return
+            except OSError:
+                self.end_stream("client", close="client")
+                return
+            pump.sent(n)
+            self.server._stream_progress(self.record, n)
+
+    def check_stall(self) -> None:
+        pump = self.pump
+        if pump is None or self.closed:
+            return
+        idle = time.monotonic() - pump.last_progress
+        if idle >= pump.stream.stall:
+            self.end_stream("stalled", close="server")
+            return
+        self.server._call_later(pump.stream.stall - idle, self.check_stall, self)
+
+    def start_stream(self, stream: Stream) -> None:
+        self.pump = _StreamPump(stream)
+        self.waiting = True
+        self.server._call_later(stream.stall, self.check_stall, self)
+        self.flush()
+        if not self.outbuf:
+            self.pump_stream()
+
+    def end_stream(self, how: str, close: str | None = None) -> None:
+        """Records how the stream ended (after closing, when `close` says
+        why, so a waiter sees both); a finished one lets the reply go on."""
+        self.pump = None
+        if close is not None:
+            self.close(close)
+        self.server._stream_ended(self.record, how)
+        if how == "done":
+            self.update_interest()
+            self.resume()
 
     def close(self, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(OSError, KeyError, ValueError):
-            self.server._selector.unregister(self.sock)
+        if self.pump is not None:
+            self.pump = None
+            self.server._stream_ended(self.record, reason)
+        if self.interest:
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.server._selector.unregister(self.sock)
+        self.interest = 0
         self.sock.close()
         self.server._connections.discard(self)
         partial = bytes(self.data) if self.in_data else None
@@ -532,8 +745,16 @@ class _Connection:
         """Queues `reply`'s actions and runs them; `hook(sent, ending)` runs
         when they are done (ending: "sent", "silence" or "close")."""
         actions: list[tuple[str, object]] = []
-        _flatten(reply, actions)
+        _flatten(reply, actions, self.script.line_end)
+        delay = self.script.byte_delay
         for kind, arg in actions:
+            if kind == "send" and delay is not None:
+                assert isinstance(arg, bytes)
+                for i in range(len(arg)):
+                    if self.actions and self.actions[-1][0] == "send":
+                        self.actions.append(("sleep", float(delay)))
+                    self.actions.append(("send", arg[i : i + 1]))
+                continue
             if kind == "send" and self.actions and self.actions[-1][0] == "send":
                 previous = self.actions.pop()[1]
                 assert isinstance(previous, bytes) and isinstance(arg, bytes)
@@ -555,10 +776,30 @@ class _Connection:
                 self.waiting = True
                 self.server._call_later(arg, self.resume, self)
                 return
+            elif kind == "stream":
+                assert isinstance(arg, Stream)
+                self.start_stream(arg)
+                return
             elif kind == "silence":
                 self.actions.clear()
                 self.finish_reply("silence")
                 self.silent = True
+                return
+            elif kind == "stop_reading":
+                self.actions.clear()
+                self.finish_reply("silence")
+                self.silent = True
+                self.reading = False
+                self.update_interest()
+                return
+            elif kind == "reset":
+                self.actions.clear()
+                self.finish_reply("close")
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                self.close("server")
                 return
             else:
                 self.actions.clear()
@@ -622,6 +863,16 @@ class _Connection:
         if len(self.data) > self.server.max_message_bytes:
             self.reply(CLOSE_AFTER("552 5.3.4 Error: message too big"))
             return False
+        fault = self.script.data_fault
+        if (
+            fault is not None
+            and not self.data_fault_fired
+            and len(self.data) >= fault[0]
+        ):
+            self.data_fault_fired = True
+            self.reply(fault[1])
+            if self.busy() or self.silent:
+                return False
         if self.data.startswith(b".\r\n"):
             end = 0
         elif len(self.data) < 3:
@@ -814,6 +1065,10 @@ class ScriptedServer:
     LF is kept, and the section ends only at CRLF "." CRLF (the CRLF of the
     DATA line counts, so ".\\r\\n" right after the 354 is an empty message).
 
+    `sndbuf` and `rcvbuf` set SO_SNDBUF and SO_RCVBUF on the listeners, so
+    every session has them (and no autotuning); `SessionRecord.socket_buffers`
+    holds what the kernel reports for each accepted socket.
+
     Use as a context manager, or call `start()` and `stop()`.  `stop()` closes
     every socket, joins the thread, and raises `ScriptError` if a script
     callable raised.
@@ -829,8 +1084,12 @@ class ScriptedServer:
         backlog: int = 512,
         transcript: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
+        sndbuf: int | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
         self.script = script if script is not None else Script()
+        self.sndbuf = sndbuf
+        self.rcvbuf = rcvbuf
         self.per_session = dict(per_session or {})
         self.host = host
         self.ipv6 = ipv6
@@ -900,6 +1159,12 @@ class ScriptedServer:
                     s.close()
                 continue
             for s in listeners:
+                # Set before listen, so the window is scaled for them and
+                # every accepted socket inherits them.
+                if self.sndbuf is not None:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+                if self.rcvbuf is not None:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
                 s.listen(self.backlog)
                 s.setblocking(False)
             self._listeners = listeners
@@ -1021,9 +1286,15 @@ class ScriptedServer:
                 self._sessions.append(record)
                 self._lock.notify_all()
             script = self.per_session.get(index, self.script)
+            record.socket_buffers = (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            )
             connection = _Connection(self, sock, record, script)
             self._connections.add(connection)
-            self._selector.register(sock, selectors.EVENT_READ, connection)
+            connection.update_interest()
+            if script.read_pace is not None:
+                self._call_later(script.read_pace[1], connection.paced_read, connection)
             banner = script.banner
             if banner is None:
                 banner = f"220 {script.hostname} ESMTP scripted"
@@ -1069,6 +1340,15 @@ class ScriptedServer:
             record._messages.append(message)
             self._lock.notify_all()
         return message
+
+    def _stream_progress(self, record: SessionRecord, n: int) -> None:
+        with self._lock:
+            record._stream_sent += n
+
+    def _stream_ended(self, record: SessionRecord, how: str) -> None:
+        with self._lock:
+            record._stream_end = how
+            self._lock.notify_all()
 
     def _set_message_reply(self, message: ReceivedMessage, reply: bytes | None) -> None:
         with self._lock:
@@ -1136,6 +1416,15 @@ class ScriptedServer:
             f"{n} answered messages",
         )
         return self.messages
+
+    def wait_for_stream_end(self, timeout: float = 10.0) -> list[SessionRecord]:
+        """Waits until a session's `Stream` has ended; returns the sessions."""
+        self._wait(
+            lambda: any(r._stream_end is not None for r in self._sessions),
+            timeout,
+            "the end of a stream",
+        )
+        return self.sessions
 
     def wait_for_sessions(self, n: int, timeout: float = 10.0) -> list[SessionRecord]:
         """Waits until `n` sessions have been accepted; returns them all."""

@@ -18,13 +18,16 @@ from servers import (
     CLOSE_AFTER,
     DELAY,
     HANG_AFTER,
+    RESET,
     SILENCE,
     SMTP_SOURCE,
+    STOP_READING,
     ReceivedMessage,
     Script,
     ScriptedServer,
     ScriptError,
     SmtpSink,
+    Stream,
     unstuff,
 )
 
@@ -337,6 +340,142 @@ def test_reply_split_across_writes_is_one_reply(scripted_server_factory, raw):
         b"250-first line\r\n250",
         b" second line\r\n",
     ]
+
+
+def test_byte_delay_sends_each_reply_one_byte_per_write(scripted_server_factory, raw):
+    server = scripted_server_factory(Script(byte_delay=0.001))
+    client = raw(server.port)
+    assert client.reply() == b"220 scripted.test ESMTP scripted\r\n"
+    client.send(b"NOOP\r\n")
+    assert client.reply() == b"250 2.0.0 Ok\r\n"
+    writes = [e.data for e in server.sessions[0].transcript if e.direction == "S"]
+    assert b"".join(writes) == b"220 scripted.test ESMTP scripted\r\n250 2.0.0 Ok\r\n"
+    assert {len(w) for w in writes} == {1}
+    (session,) = server.sessions
+    for _ in range(500):  # the record follows the last byte's write
+        if len(session.replies) == 2:
+            break
+        time.sleep(0.01)
+    assert session.replies[-1] == b"250 2.0.0 Ok\r\n"  # one reply, not 14
+
+
+def test_line_end_applies_to_str_replies_only(scripted_server_factory, raw):
+    script = Script(line_end=b"\n", ehlo="250-a\r\n250 b", noop=b"250 raw\r\n")
+    server = scripted_server_factory(script)
+    client = raw(server.port)
+    assert client.reply() == b"220 scripted.test ESMTP scripted\n"
+    client.send(b"EHLO c\r\nNOOP\r\n")
+    assert client.reply() == b"250-a\n250 b\n"
+    assert client.reply() == b"250 raw\r\n"
+
+
+def test_reset_aborts_with_a_tcp_rst(scripted_server_factory, raw):
+    server = scripted_server_factory(Script(mail=RESET))
+    client = raw(server.port)
+    client.reply()
+    client.send(b"MAIL FROM:<f@c>\r\n")
+    client.sock.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        client.sock.recv(100)
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.close_reason == "server"
+
+
+def test_data_fault_acts_while_the_body_is_arriving(scripted_server_factory, raw):
+    fault = (100, CLOSE_AFTER("421 4.3.2 enough"))
+    server = scripted_server_factory(Script(data_fault=fault))
+    client = raw(server.port)
+    client.start_transaction()
+    client.send(b"x" * 99)
+    assert client.nothing_within(0.2)
+    client.send(b"y" * 10)
+    assert client.reply() == b"421 4.3.2 enough\r\n"
+    assert client.at_eof()
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.partial_data == b"x" * 99 + b"y" * 10
+    assert server.messages == []
+
+
+def test_stop_reading_leaves_the_bytes_in_the_kernel(scripted_server_factory, raw):
+    server = scripted_server_factory(Script(data_fault=(1, STOP_READING)), rcvbuf=4096)
+    client = raw(server.port)
+    client.start_transaction()
+    client.sock.setblocking(False)
+    sent = 0
+    for _ in range(10_000):  # bounded: the buffers fill long before
+        try:
+            sent += client.sock.send(b"z" * 65536)
+        except BlockingIOError:
+            break
+    else:
+        pytest.fail("the client could always write: the server kept reading")
+    (session,) = server.sessions
+    time.sleep(0.2)  # let anything in flight arrive
+    taken = sum(len(e.data) for e in session.transcript if e.direction == "C")
+    assert session.close_reason is None
+    assert 0 < taken < sent
+
+
+def test_read_pace_reads_at_most_n_bytes_per_turn(scripted_server_factory, raw):
+    server = scripted_server_factory(Script(read_pace=(7, 0.002)))
+    client = raw(server.port)
+    client.start_transaction()
+    client.send(b"0123456789" * 10 + b"\r\n.\r\n")
+    (message,) = server.wait_for_messages(1)
+    assert message.raw_data == b"0123456789" * 10 + b"\r\n"
+    reads = [e.data for e in server.sessions[0].transcript if e.direction == "C"]
+    assert max(len(r) for r in reads) <= 7
+
+
+def test_stream_sends_head_fill_and_tail_without_holding_them(
+    scripted_server_factory, raw
+):
+    stream = Stream(1_000_000, fill=b"abc", head=b"220-", tail=b"\r\n220 end\r\n")
+    server = scripted_server_factory(Script(banner=stream))
+    client = raw(server.port)
+    got = bytearray()
+    client.sock.settimeout(5)
+    while not got.endswith(b"220 end\r\n"):
+        chunk = client.sock.recv(1 << 20)
+        assert chunk, "closed before the end of the stream"
+        got += chunk
+    expected_fill = (b"abc" * 333_334)[:1_000_000]
+    assert bytes(got) == b"220-" + expected_fill + b"\r\n220 end\r\n"
+    (session,) = server.wait_for_stream_end()
+    assert session.stream_end == "done"
+    assert session.stream_sent == len(got)
+    client.send(b"NOOP\r\n")
+    assert client.reply() == b"250 2.0.0 Ok\r\n"  # the session goes on
+
+
+def test_stream_counts_what_the_kernel_took_until_the_client_left(
+    scripted_server_factory, raw
+):
+    server = scripted_server_factory(
+        Script(banner=Stream(50 << 20, head=b"220 ")), sndbuf=65536
+    )
+    client = raw(server.port)
+    client.sock.settimeout(5)
+    assert client.sock.recv(4096).startswith(b"220 ")
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    client.close()
+    (session,) = server.wait_for_stream_end()
+    assert session.stream_end == "client"
+    sndbuf, _ = session.socket_buffers
+    assert sndbuf >= 65536  # the kernel doubles what was asked
+    assert 4096 <= session.stream_sent < 50 << 20  # head and first block at once
+
+
+def test_stream_to_a_client_that_stops_reading_stalls(scripted_server_factory, raw):
+    stream = Stream(50 << 20, head=b"220 ", stall=0.3)
+    server = scripted_server_factory(Script(banner=stream), sndbuf=65536)
+    client = raw(server.port)
+    client.sock.settimeout(5)
+    client.sock.recv(10)
+    (session,) = server.wait_for_stream_end()
+    assert session.stream_end == "stalled"
+    assert session.close_reason == "server"
+    assert session.stream_sent < 50 << 20
 
 
 def test_idle_421_after_n_messages(scripted_server_factory, raw):
