@@ -18,6 +18,8 @@ BUILD = pathlib.Path(os.environ.get("SMTPSTATE_C_BUILD", ROOT / "build" / "c"))
 # SMTPSTATE_SAN=address,undefined builds the C side under sanitizers.
 SANITIZERS = os.environ.get("SMTPSTATE_SAN", "")
 DRIVER = BUILD / "smtpstate-send"
+# benchmarks/rusage-run.c: runs a command, prints its peak RSS on stderr.
+RUSAGE_RUN = BUILD / "rusage-run"
 
 _PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 _ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|n|.)")
@@ -51,6 +53,7 @@ class DriverRun:
     outcomes: list[dict[str, str]] = field(default_factory=list)
     events: list[dict[str, str]] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)
+    rusage: dict[str, str] = field(default_factory=dict)
     stderr: str = ""
 
     def by_rcpt(self) -> dict[tuple[str, str], dict[str, str]]:
@@ -67,10 +70,17 @@ def build() -> None:
     )
 
 
-def run_driver(port: int, *args: str, timeout: float = 120) -> DriverRun:
-    """Runs the driver against 127.0.0.1:port with the given options."""
+def run_driver(
+    port: int, *args: str, timeout: float = 120, rusage: bool = False
+) -> DriverRun:
+    """Runs the driver against 127.0.0.1:port with the given options.
+
+    With `rusage` it runs under ``rusage-run``, whose line (``maxrss_kib``,
+    the driver's own peak RSS, not this process's) lands in `DriverRun.rusage`.
+    """
+    wrapper = [str(RUSAGE_RUN)] if rusage else []
     out = subprocess.run(
-        [str(DRIVER), "--port", str(port), *args],
+        [*wrapper, str(DRIVER), "--port", str(port), *args],
         capture_output=True,
         text=True,
         errors="replace",
@@ -86,4 +96,6 @@ def run_driver(port: int, *args: str, timeout: float = 120) -> DriverRun:
     for line in out.stderr.splitlines():
         if line.startswith("summary "):
             run.summary = parse_line(line)
+        elif line.startswith("rusage "):
+            run.rusage = parse_line(line)
     return run

@@ -740,33 +740,3 @@ def test_pipelined_refused_mail_from_ends_the_transaction(
     assert "RSET" not in session.verbs  # no transaction was open
     (msg,) = server.wait_for_messages(1)
     assert msg.data == MESSAGE
-
-
-REPLY_BUFFER_MAX = 65536 + 4096  # SMTP_REPLY_BUFFER_MAX in smtp.h
-
-
-HUGE_BANNERS = {
-    "one-1MiB-line": b"220 " + b"x" * (1 << 20) + b"\r\n",
-    "1MiB-of-lines": b"".join(b"220-" + b"y" * 1000 + b"\r\n" for _ in range(1050))
-    + b"220 end\r\n",
-}
-
-
-# The ids are the names alone: pytest exports the id to every child process
-# in PYTEST_CURRENT_TEST, and a megabyte there makes exec fail with E2BIG.
-@pytest.mark.parametrize(
-    ("name", "banner"), list(HUGE_BANNERS.items()), ids=list(HUGE_BANNERS)
-)
-def test_huge_reply_fails_within_the_buffer_cap(
-    name, banner, tmp_path, c_build, scripted_server_factory
-):
-    server = scripted_server_factory(Script(banner=banner))
-    run = run_driver(
-        server.port, "--from", SENDER, "--to", RCPTS[0], str(message_file(tmp_path))
-    )
-    (outcome,) = run.outcomes
-    assert outcome["result"] == "transient" and outcome["error"] == "SMTP_ETOOBIG"
-    high_water = int(run.summary["reply_high_water"])
-    assert 0 < high_water <= REPLY_BUFFER_MAX
-    if name == "one-1MiB-line":
-        assert high_water <= 8192  # a line fails at its 4 KiB cap
