@@ -26,8 +26,9 @@ int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
 
     (void)self, (void)dc, (void)now;
     if (c->rstart < c->rend) {
-        smtp__conn_fail(c, SMTP_EPROTO, "the server sent bytes after its "
-                        "354, before the body");
+        if (!smtp__take_421(c))
+            smtp__conn_fail(c, SMTP_EPROTO, "the server sent bytes after "
+                            "its 354, before the body");
         return SMTP_EPROTO;
     }
     c->body_buf = malloc(BODY_CHUNK);
@@ -172,6 +173,8 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
         }
 
         long n = body_send(c);
+        if (n < 0 && smtp__take_421(c))
+            return 0; /* the server said why it closed */
         if (n < 0)
             return smtp__conn_fail(c, (int)n, "sending the body: %s",
                                    smtp_strerror((int)n));

@@ -34,6 +34,8 @@ bool smtp__send_rcpts(struct smtp__conn *c, bool all)
             t->rcpt_end = r; /* the rest wait for the next transaction */
             break;
         }
+        if (rc == SMTP_EPROTO && smtp__take_421(c))
+            return false;
         if (rc != 0) {
             smtp__conn_fail(c, rc, "cannot queue RCPT TO: %s",
                             smtp_strerror(rc));

@@ -31,6 +31,8 @@ bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
     }
 
     int r = smtp_conn_write(&c->pub, line, (size_t)len);
+    if (r == SMTP_EPROTO && smtp__take_421(c))
+        return false;
     if (r == SMTP_EPROTO) {
         smtp__conn_fail(c, r, "the server sent bytes when no reply was due "
                         "(state %s)", c->pub.state->name);
@@ -66,9 +68,7 @@ bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
         return false;
     }
     if (r == -421) {
-        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, &c->dc.last_reply,
-                               smtp__conn_stage(c));
-        *ret = smtp__conn_fail(c, 0, "the server is closing (421)");
+        *ret = smtp__server_closing(c);
         return false;
     }
     /* A positive reply that is not one of the expected ones cannot answer
@@ -80,6 +80,24 @@ bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
         return false;
     }
     *code = r;
+    return true;
+}
+
+int smtp__server_closing(struct smtp__conn *c)
+{
+    smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, &c->dc.last_reply,
+                           smtp__conn_stage(c));
+    return smtp__conn_fail(c, 0, "the server is closing (421)");
+}
+
+bool smtp__take_421(struct smtp__conn *c)
+{
+    static const int none[] = {0};
+    int mask = 0;
+
+    if (read_smtp_codes(&c->dc, NULL, &mask, none, 1) != -421)
+        return false;
+    smtp__server_closing(c);
     return true;
 }
 

@@ -47,6 +47,21 @@ bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
 bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
                        size_t n, int *code, int *ret);
 
+/* The server is closing with the 421 in dc->last_reply (DESIGN 8): every
+ * unsettled message fails transiently with it, and the connection closes.
+ * Returns 0, what a callback then returns. */
+int smtp__server_closing(struct smtp__conn *c);
+
+/*
+ * For bytes that came when no reply was due, or a write the server's
+ * close made fail: when they are a complete 421, the server is closing,
+ * and that decides rather than the protocol or transport error (DESIGN 9:
+ * unexpected bytes are a protocol error, except a 421).  Returns true
+ * when it settled and closed the connection; false leaves the failure to
+ * the caller (a reply other than 421 that was read is consumed).
+ */
+bool smtp__take_421(struct smtp__conn *c);
+
 /* Moves to built-in `id` (a jump, not the default next). */
 void smtp__jump(struct smtp__conn *c, int id, struct timeval *now);
 

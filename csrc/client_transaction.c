@@ -108,11 +108,8 @@ static int unsolicited(struct smtp__conn *c, int code)
                                "connection (%s)", code == -421 ? "421"
                                                                : "EOF");
     }
-    if (code == -421) {
-        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, &c->dc.last_reply,
-                               smtp__conn_stage(c));
-        return smtp__conn_fail(c, 0, "the server is closing (421)");
-    }
+    if (code == -421)
+        return smtp__server_closing(c);
     if (code <= SMTP_EAGAIN)
         return smtp__conn_fail(c, code, "no reply was due: %s",
                                smtp_strerror(code));
