@@ -8,9 +8,19 @@
  * sends a bounded number of chunks, so one large body does not starve
  * other connections.  A message is delivered only on a 2xx to the end of
  * its data.
+ *
+ * The body deadline is the server's inactivity, not the engine's: when it
+ * fires, the body goes on if the server acknowledged bytes since the last
+ * look.  The engine's own writes are no measure of a slow reader: the
+ * kernel reports a send buffer autotuned to megabytes writable again only
+ * once a third of it has drained, which can take longer than the deadline
+ * while the server reads steadily.
  */
 #include <errno.h>
+#include <linux/sockios.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +28,17 @@
 
 #define BODY_CHUNK 65536
 #define CHUNKS_PER_EVENT 16
+
+/* Body bytes in the kernel the server has not acknowledged (SIOCOUTQ),
+ * or SIZE_MAX when that cannot be told. */
+static size_t unacked(struct smtp__conn *c)
+{
+    int n = 0;
+
+    if (ioctl(c->pub.fd, SIOCOUTQ, &n) != 0 || n < 0)
+        return SIZE_MAX;
+    return (size_t)n;
+}
 
 int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
                      connection_handle *connh, struct timeval *now)
@@ -43,6 +64,7 @@ int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
     c->in_start = c->in_end = 0;
     c->txn.body_pos = 0;
     c->txn.body_done = false;
+    c->txn.body_unacked = unacked(c);
     smtp__body_encoder_init(&c->txn.enc,
                             smtp__config(c->sched)->fold_long_lines);
     return SMTP_WANT_WRITE;
@@ -155,9 +177,17 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
     bool progress = false;
 
     (void)e, (void)domain, (void)binding_slot, (void)am;
-    if (events & E_TIMEOUT)
-        return smtp__conn_fail(c, SMTP_ETIMEOUT, "the server stopped "
-                               "reading the body");
+    if (events & E_TIMEOUT) {
+        size_t left = unacked(c);
+
+        if (left >= c->txn.body_unacked)
+            return smtp__conn_fail(c, SMTP_ETIMEOUT, "the server stopped "
+                                   "reading the body");
+        c->txn.body_unacked = left;
+        smtp_conn_set_deadline(conn, smtp__config(c->sched)
+                               ->timeout_ms[SMTP_TIMEOUT_BODY]);
+        return SMTP_WANT_WRITE;
+    }
     for (int i = 0; i < CHUNKS_PER_EVENT; i++) {
         if (c->body_start == c->body_end) {
             if (c->txn.body_done) {
@@ -182,9 +212,11 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
             break;
         progress = true;
     }
-    if (progress)
+    if (progress) {
+        c->txn.body_unacked = unacked(c);
         smtp_conn_set_deadline(conn, smtp__config(c->sched)
                                ->timeout_ms[SMTP_TIMEOUT_BODY]);
+    }
     return SMTP_WANT_WRITE;
 }
 

@@ -77,6 +77,8 @@ struct smtp__txn {
     bool file_eof;
     size_t body_pos;             /* in-memory bytes already encoded */
     bool body_done;              /* the terminator is queued */
+    size_t body_unacked;         /* body bytes the server had not yet
+                                    acknowledged at the last look */
     struct smtp__body_encoder enc;
 };
 
