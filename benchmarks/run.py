@@ -57,8 +57,10 @@ from report import (
 
 BENCH = pathlib.Path(__file__).resolve().parent
 ROOT = BENCH.parent
-DRIVER = ROOT / "build" / "c" / "smtpstate-send"
-RUSAGE_RUN = ROOT / "build" / "c" / "rusage-run"
+# The same build directory the tests use (make BUILD=...).
+BUILD = ROOT / os.environ.get("SMTPSTATE_C_BUILD", "build/c")
+DRIVER = BUILD / "smtpstate-send"
+RUSAGE_RUN = BUILD / "rusage-run"
 SENDERS = BENCH / "senders"
 SINK = "/usr/sbin/smtp-sink"
 SOURCE = "/usr/sbin/smtp-source"
