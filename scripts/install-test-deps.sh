@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the test dependencies: Python packages from PyPI and, as root,
-# the Debian packages the tests use.  No mail service is started.
+# Installs the test dependencies: Python packages from PyPI (with
+# aiosmtplib, which benchmarks/run.py compares with) and, as root, the
+# Debian packages the tests use.  No mail service is started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export PIP_ROOT_USER_ACTION=ignore
 
 "$PYTHON" -m pip install --quiet --disable-pip-version-check \
-    -r tests/requirements.txt
+    -r tests/requirements.txt -r benchmarks/requirements.txt
 
 # Postfix's smtp-sink and smtp-source (Debian package postfix), installed
 # without starting any mail service.  Without root, or with them already
