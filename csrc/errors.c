@@ -28,6 +28,7 @@ static const struct error_entry error_table[] = {
     {SMTP_ESTATE, "SMTP_ESTATE", "a state broke its contract"},
     {SMTP_ENOMEM, "SMTP_ENOMEM", "out of memory"},
     {SMTP_ETLS, "SMTP_ETLS", "TLS failure"},
+    {SMTP_EWORKER, "SMTP_EWORKER", "worker process lost"},
     {SMTP_ENULL, "SMTP_ENULL", "required pointer is NULL"},
     {SMTP_ESIZE, "SMTP_ESIZE", "record built with another layout"},
     {SMTP_ENAME, "SMTP_ENAME", "invalid state name"},

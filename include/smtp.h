@@ -125,6 +125,7 @@ extern "C" {
 #define SMTP_ESTATE -1007     /* a state broke its contract or raised */
 #define SMTP_ENOMEM -1008     /* out of memory */
 #define SMTP_ETLS -1009       /* TLS failed */
+#define SMTP_EWORKER -1010    /* a worker process ended before reporting */
 #define SMTP_ENULL -1100      /* a required pointer was NULL */
 #define SMTP_ESIZE -1101      /* record built with another layout */
 #define SMTP_ENAME -1102      /* invalid state name */
