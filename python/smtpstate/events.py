@@ -51,13 +51,17 @@ class EventSink:
 
     def emit_batch(self, events: Any, count: int, text: bytes) -> None:
         for i in range(count):
-            fields = self._fields(events[i], text)
-            if self.log:
-                level = logging.INFO if events[i].type in _INFO else logging.DEBUG
-                if logger.isEnabledFor(level):
-                    logger.log(level, "%s", format_fields(fields))
-            if self.json_file is not None:
-                self.json_file.write(json.dumps(fields, ensure_ascii=False) + "\n")
+            self.emit(events[i].type in _INFO, self._fields(events[i], text))
+
+    def emit(self, info: bool, fields: dict[str, Any]) -> None:
+        """Writes one event's fields: a log line at INFO (``info``) or DEBUG,
+        and a JSON line.  Worker processes forward their events here."""
+        if self.log:
+            level = logging.INFO if info else logging.DEBUG
+            if logger.isEnabledFor(level):
+                logger.log(level, "%s", format_fields(fields))
+        if self.json_file is not None:
+            self.json_file.write(json.dumps(fields, ensure_ascii=False) + "\n")
 
     @staticmethod
     def _fields(ev: Any, text: bytes) -> dict[str, Any]:
