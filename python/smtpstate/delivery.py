@@ -235,6 +235,10 @@ class _InFlight:
 class _Engine:
     """One C scheduler, its collector and the messages it holds."""
 
+    #: Schedulers open in this process; worker processes are forked only
+    #: when there are none, so no worker holds copies of their sockets.
+    live = 0
+
     def __init__(
         self, dest: Destination, settings: Settings, event_sink: Any | None
     ) -> None:
@@ -246,6 +250,7 @@ class _Engine:
         if self._sched == ffi.NULL:
             code = lib.smtp_last_error_code()
             raise error_from_code(code, ffi.string(lib.smtp_last_error()).decode())
+        _Engine.live += 1
         self._ids = itertools.count(1)
         self.in_flight: dict[int, _InFlight] = {}
 
@@ -421,6 +426,7 @@ class _Engine:
             return []
         lib.smtp_scheduler_free(self._sched)
         self._sched = ffi.NULL
+        _Engine.live -= 1
         done = self.collect()
         lib.smtpstate_py_collector_free(self._collector)
         return done
@@ -449,6 +455,7 @@ def deliver(
     source: str | None = None,
     log_events: bool = False,
     json_events: Any = None,
+    workers: int = 1,
     **settings: Any,
 ) -> list[MessageResult]:
     """Sends every message to ``host:port`` and returns their results in
@@ -464,10 +471,22 @@ def deliver(
     :class:`~smtpstate.errors.InvalidArgumentError` for bad arguments before
     anything is sent, and :class:`~smtpstate.errors.WrongThreadError` off the
     thread that imported smtpstate.
+
+    ``workers=N`` (1 to 64) forks N worker processes, each with its own
+    scheduler and a copy of the state table, that share the messages; the
+    results are the same, in the same order (see :mod:`smtpstate.workers`).
+    A message a worker took and never reported, because the worker died,
+    gets a transient result with ``error="SMTP_EWORKER"``.  The default, 1,
+    sends from this process.
     """
     items = list(_checked(messages))
     sink = _events.sink_for(log_events, json_events)
-    engine = _Engine(Destination(host, port, helo, source), _settings(settings), sink)
+    dest = Destination(host, port, helo, source)
+    if workers != 1:
+        from . import workers as _workers
+
+        return _workers.deliver(items, dest, _settings(settings), sink, workers)
+    engine = _Engine(dest, _settings(settings), sink)
     results: list[MessageResult | None] = [None] * len(items)
     try:
         queue = iter(enumerate(items))
@@ -511,6 +530,7 @@ async def deliver_async(
     source: str | None = None,
     log_events: bool = False,
     json_events: Any = None,
+    workers: int = 1,
     **settings: Any,
 ) -> AsyncIterator[MessageResult]:
     """Sends the messages and yields each :class:`MessageResult` as its last
@@ -518,11 +538,24 @@ async def deliver_async(
 
     The C loop runs on the asyncio thread, woken through the scheduler's
     descriptor and its next deadline, so other tasks keep running while mail
-    is sent.  Arguments and errors as :func:`deliver`.
+    is sent.  Arguments and errors as :func:`deliver`; with ``workers=N``
+    the messages are read in full first, and the worker processes' results
+    are read on the asyncio thread.
     """
-    items = _checked(messages)
     sink = _events.sink_for(log_events, json_events)
-    engine = _Engine(Destination(host, port, helo, source), _settings(settings), sink)
+    dest = Destination(host, port, helo, source)
+    if workers != 1:
+        from . import workers as _workers
+
+        parallel = _workers.deliver_async(
+            list(_checked(messages)), dest, _settings(settings), sink, workers
+        )
+        async with contextlib.aclosing(parallel):
+            async for result in parallel:
+                yield result
+        return
+    items = _checked(messages)
+    engine = _Engine(dest, _settings(settings), sink)
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     loop.add_reader(engine.fd, ready.set)
