@@ -4,11 +4,17 @@
     smtpstate --from a@x --to b@y FILE...    # explicit envelope
     smtpstate -t FILE...                     # envelope from the headers
     smtpstate --server mx.example:25 -t FILE...
+    smtpstate --workers 4 -t FILE...         # four sending processes
 
 With no ``--server`` an embedded aiosmtpd sink on loopback receives the
 messages and keeps them in a folder it names.  One ``key=value`` line per
 recipient outcome goes to standard output.  Exit status: 0 all delivered,
 75 only transient failures, 1 any permanent failure, 64 usage error.
+
+``--workers N`` forks N sending processes once the ``--state`` modules are
+loaded, so each has them; the workers take messages from one queue kept by
+this process, which prints every line.  A message whose worker died before
+reporting it gets a transient line with ``error=SMTP_EWORKER`` (exit 75).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .delivery import Message, MessageResult, Outcome
 from .errors import InvalidArgumentError
 from .events import format_fields
 from .sink import EmbeddedSink
+from .workers import MAX_WORKERS
 
 EX_OK, EX_PERMANENT, EX_USAGE, EX_TEMPFAIL, EX_INTERRUPTED = 0, 1, 64, 75, 130
 SAMPLES = pathlib.Path(__file__).resolve().parent / "samples"
@@ -81,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         help="import a module (name or .py path) that registers states",
     )
     p.add_argument("--concurrency", type=int, default=20, metavar="N")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes, each with its own scheduler and connections "
+        f"(1 to {MAX_WORKERS}; default 1)",
+    )
     p.add_argument(
         "--timeout",
         action="append",
@@ -237,6 +252,8 @@ def _check_options(args: argparse.Namespace) -> None:
     """Checks what the engine would refuse, before anything starts."""
     if not 1 <= args.concurrency <= 100_000:
         raise UsageError(f"--concurrency {args.concurrency}: use 1 to 100000")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers {args.workers}: use 1 to {MAX_WORKERS}")
     if args.helo is not None and (
         not args.helo or any(ord(c) <= 0x20 or c in "<>\x7f" for c in args.helo)
     ):
@@ -301,6 +318,7 @@ async def _send(args: argparse.Namespace, items: list[tuple[str, Message]],
             [m for _, m in items], host, port, helo=args.helo,
             concurrency=args.concurrency, timeouts=args.timeouts,
             log_events=args.log_events, json_events=json_file,
+            workers=args.workers,
         ):  # fmt: skip
             results.append(result)
             if not args.quiet:
