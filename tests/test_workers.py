@@ -132,6 +132,19 @@ def test_one_worker_is_this_process(scripted_server_factory):
     assert {pid_of(r.recipients[0].session_id) for r in results} == {os.getpid()}
 
 
+def test_concurrency_is_shared_so_no_more_workers_than_connections(
+    scripted_server_factory,
+):
+    server = scripted_server_factory(Script())
+    results = smtpstate.deliver(
+        messages(30), "127.0.0.1", server.port, workers=3, concurrency=2
+    )
+    assert all(r.delivered for r in results)
+    assert len({pid_of(r.recipients[0].session_id) for r in results}) == 2
+    few = smtpstate.deliver(messages(1), "127.0.0.1", server.port, workers=3)
+    assert few[0].delivered and pid_of(few[0].recipients[0].session_id) != os.getpid()
+
+
 def test_a_python_state_runs_in_every_worker(scripted_server_factory, xpid_state):
     server = scripted_server_factory(xpid_script())
     results = smtpstate.deliver(
@@ -231,7 +244,7 @@ def test_when_every_worker_dies_nothing_is_left_unreported(scripted_server_facto
     try:
         server = scripted_server_factory(Script())
         results = smtpstate.deliver(
-            messages(100), "127.0.0.1", server.port, workers=2, concurrency=1
+            messages(100), "127.0.0.1", server.port, workers=2, concurrency=2
         )
     finally:
         smtpstate.smtp_unregister_client_state(state_id)
@@ -241,7 +254,7 @@ def test_when_every_worker_dies_nothing_is_left_unreported(scripted_server_facto
     assert all(r.recipients[0].error == "SMTP_EWORKER" for r in results)
     taken = [t for t in texts if "before reporting this message" in t]
     unsent = [t for t in texts if t.startswith("not sent: no worker process left")]
-    # Each worker took one window (4 x concurrency + 16) and died.
+    # Each worker took one window (4 x its one connection + 16) and died.
     assert len(taken) == 40 and len(unsent) == 60
     assert all("killed by signal 9 (SIGKILL)" in t for t in texts)
     assert server.messages == []

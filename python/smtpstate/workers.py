@@ -10,6 +10,10 @@ feed them from one queue that the calling process keeps:
   the copied memory), and the message list itself.  So only message
   indexes travel to a worker, 4 bytes each, and no message is copied
   ahead of need.  A state registered later is in no worker.
+- **One destination, one connection limit.**  ``concurrency`` is split
+  between the workers (20 over 3 workers: 7, 7 and 6), as it protects the
+  server, whatever the number of processes; so there are never more
+  workers than ``concurrency``, nor than messages.
 - **One queue, small windows.**  A worker holds at most ``_window()``
   messages it has not reported; the parent hands it the next index as soon
   as it reports one, so a slow or stalled worker gets less work, and a
@@ -33,8 +37,9 @@ feed them from one queue that the calling process keeps:
   would hold copies of its connections.  A worker has only the calling
   thread; the caller's other threads (an embedded sink, say) go on in the
   parent alone.  A lock one of them held at the fork stays held in the
-  worker, so a worker touches only the engine, its messages and its two
-  pipes, and leaves through ``os._exit``.
+  worker, so a worker's own code touches only the engine, its messages and
+  its two pipes, and leaves through ``os._exit`` (a state's callables are
+  on their own there).
 - **Signals.**  Workers ignore SIGINT: on Ctrl-C the parent's
   ``KeyboardInterrupt`` (or any error, or closing the async generator)
   sends SIGTERM to every worker still running and reaps it.  A worker
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import marshal
 import os
@@ -152,6 +158,7 @@ class _Worker:
     pid: int
     queue: int  # write end: indexes for the worker
     results: int  # read end: frames from the worker
+    window: int  # most messages it may hold unreported
     taken: set[int] = field(default_factory=set)  # given, not yet reported
     buffer: bytearray = field(default_factory=bytearray)
     ended: bool = False  # the end marker was sent, or the worker is gone
@@ -173,7 +180,6 @@ class _Pool:
         self.dest = dest
         self.settings = settings
         self.sink = sink
-        self.window = _window(settings)
         self.next = 0
         self.workers: list[_Worker] = []
         self.last_end = "no worker process started"
@@ -181,15 +187,25 @@ class _Pool:
     # -- starting and stopping ------------------------------------------------
 
     def start(self, count: int) -> None:
-        """Forks ``count`` workers; they wait for indexes, so no connection
-        opens before every worker exists (none inherits another's sockets)."""
+        """Forks up to ``count`` workers; they wait for indexes, so no
+        connection opens before every worker exists (none inherits another's
+        sockets).
+
+        ``concurrency`` is the destination's limit, not a process's: it is
+        split between the workers, so there are never more workers than
+        connections allowed (or than messages)."""
+        total = self.settings.concurrency
+        count = min(count, len(self.items), total)
         for stream in (sys.stdout, sys.stderr):
             # Whatever is buffered now would be written again by each worker.
             with contextlib.suppress(Exception):
                 stream.flush()
         if self.sink is not None and self.sink.json_file is not None:
             self.sink.json_file.flush()
-        for _ in range(count):
+        for k in range(count):
+            own = dataclasses.replace(
+                self.settings, concurrency=total // count + (k < total % count)
+            )
             queue_r, queue_w = os.pipe()
             try:
                 results_r, results_w = os.pipe()
@@ -204,10 +220,10 @@ class _Pool:
                     os.close(fd)
                 raise
             if pid == 0:
-                _worker_process(self, queue_r, results_w, (queue_w, results_r))
+                _worker_process(self, own, queue_r, results_w, (queue_w, results_r))
             os.close(queue_r)
             os.close(results_w)
-            self.workers.append(_Worker(pid, queue_w, results_r))
+            self.workers.append(_Worker(pid, queue_w, results_r, _window(own)))
         # The first round is dealt evenly, or a short list would all go to
         # the first worker; from then on each takes as it reports.
         share = -(-len(self.items) // max(1, count))
@@ -258,7 +274,7 @@ class _Pool:
     def _refill(self, worker: _Worker, limit: int = _MAX_WINDOW) -> None:
         if worker.ended:
             return
-        room = max(0, min(limit, self.window - len(worker.taken)))
+        room = max(0, min(limit, worker.window - len(worker.taken)))
         first, last = self.next, min(len(self.items), self.next + room)
         out = b"".join(_INDEX.pack(i) for i in range(first, last))
         if last == len(self.items):
@@ -363,7 +379,7 @@ def _prepare(
 
 def _run(pool: _Pool, count: int) -> Iterator[tuple[int, MessageResult]]:
     try:
-        pool.start(min(count, len(pool.items)))
+        pool.start(count)
         with selectors.DefaultSelector() as selector:
             for worker in pool.workers:
                 selector.register(worker.results, selectors.EVENT_READ, worker)
@@ -412,7 +428,7 @@ async def deliver_async(
 
     watched: list[_Worker] = []
     try:
-        pool.start(min(count, len(items)))
+        pool.start(count)
         for worker in pool.workers:
             loop.add_reader(worker.results, readable, worker)
             watched.append(worker)
@@ -454,7 +470,11 @@ class _ForwardedEvents(EventSink):
 
 
 def _worker_process(
-    pool: _Pool, queue: int, results: int, own_parent_ends: tuple[int, int]
+    pool: _Pool,
+    settings: Settings,
+    queue: int,
+    results: int,
+    own_parent_ends: tuple[int, int],
 ) -> NoReturn:
     """A forked worker's whole life; never returns into the caller's code."""
     status = _EX_SOFTWARE
@@ -473,7 +493,7 @@ def _worker_process(
         events = None
         if pool.sink is not None:
             events = _ForwardedEvents(pool.sink.log, pool.sink.json_file is not None)
-        status = _serve(pool.items, pool.dest, pool.settings, events, queue, results)
+        status = _serve(pool.items, pool.dest, settings, events, queue, results)
     except BrokenPipeError:
         status = _EX_ORPHANED
     except BaseException:
