@@ -193,6 +193,19 @@ class MessageResult:
         return max(r.outcome for r in self.recipients)
 
 
+def recipient_results(
+    message: Message, rows: Sequence[Sequence[Any]]
+) -> tuple[RecipientResult, ...]:
+    """Results from rows of (outcome, code, enhanced, text, stage, state,
+    bounce class, error, session id), one per recipient in order."""
+    return tuple(
+        RecipientResult(rcpt, Outcome(kind), code, enhanced, text, stage, state,
+                        bounce, error, session)
+        for rcpt, (kind, code, enhanced, text, stage, state, bounce, error, session)
+        in zip(message.recipients, rows, strict=True)
+    )  # fmt: skip
+
+
 TIMEOUT_NAMES = {
     "connect": lib.SMTP_TIMEOUT_CONNECT,
     "banner": lib.SMTP_TIMEOUT_BANNER,
@@ -228,7 +241,7 @@ class _InFlight:
     index: int
     message: Message
     keep: tuple[Any, ...]
-    results: list[RecipientResult | None]
+    results: list[Any]
     remaining: int
 
 
@@ -373,30 +386,34 @@ class _Engine:
         lib.smtpstate_py_collector_reset(c)
         return done
 
-    def _record(self, o: Any, text: bytes) -> tuple[int, MessageResult] | None:
+    def _record(self, o: Any, text: bytes) -> tuple[int, Any] | None:
         flight = self.in_flight[o.message_id]
         rcpt = int(o.rcpt)
         body = text[o.text_at : o.text_at + o.text_len]
-        flight.results[rcpt] = RecipientResult(
-            recipient=flight.message.recipients[rcpt],
-            outcome=Outcome(o.kind),
-            code=int(o.code),
-            enhanced=ffi.string(o.enhanced).decode("ascii", "replace"),
-            text=body.decode("utf-8", "replace"),
-            stage=int(o.stage),
-            state=ffi.string(o.state).decode("utf-8", "replace"),
-            bounce_class=int(o.bounce_class),
-            error=(
-                ffi.string(lib.smtp_error_name(o.error)).decode() if o.error else None
-            ),
-            session_id=int(o.session_id),
+        # The fields in RecipientResult's order after the recipient, as
+        # plain values: a worker process sends them as they are.
+        row = (
+            int(o.kind),
+            int(o.code),
+            ffi.string(o.enhanced).decode("ascii", "replace"),
+            body.decode("utf-8", "replace"),
+            int(o.stage),
+            ffi.string(o.state).decode("utf-8", "replace"),
+            int(o.bounce_class),
+            ffi.string(lib.smtp_error_name(o.error)).decode() if o.error else None,
+            int(o.session_id),
         )
+        flight.results[rcpt] = row
         flight.remaining -= 1
         if flight.remaining:
             return None
         del self.in_flight[o.message_id]
-        results = tuple(r for r in flight.results if r is not None)
-        return flight.index, MessageResult(flight.message, results)
+        return flight.index, self._finish(flight.message, flight.results)
+
+    @staticmethod
+    def _finish(message: Message, rows: list[Any]) -> Any:
+        """A message's result from its recipients' rows."""
+        return MessageResult(message, recipient_results(message, rows))
 
     @property
     def open(self) -> bool:

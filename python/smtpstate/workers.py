@@ -76,6 +76,7 @@ from .delivery import (
     RecipientResult,
     Settings,
     _Engine,
+    recipient_results,
 )
 from .errors import InvalidArgumentError, SmtpStateError, WrongThreadError
 from .events import EventSink, logger
@@ -309,9 +310,11 @@ class _Pool:
             start = at + _FRAME.size
             records, events = marshal.loads(view[start : start + size])
             at = start + size
-            for index, recipients in records:
+            for index, rows in records:
                 worker.taken.remove(index)
-                done.append((index, self._result(index, recipients)))
+                message = self.items[index]
+                results = recipient_results(message, rows)
+                done.append((index, MessageResult(message, results)))
             if self.sink is not None:
                 for info, fields in events:
                     self.sink.emit(info, fields)
@@ -319,20 +322,6 @@ class _Pool:
         del worker.buffer[:at]
         self._refill(worker)
         return done
-
-    def _result(self, index: int, recipients: list[tuple]) -> MessageResult:
-        message = self.items[index]
-        return MessageResult(
-            message,
-            tuple(
-                RecipientResult(
-                    message.recipients[i], Outcome(kind), code, enhanced, text,
-                    stage, state, bounce, error, session,
-                )
-                for i, (kind, code, enhanced, text, stage, state, bounce, error,
-                        session) in enumerate(recipients)
-            ),
-        )  # fmt: skip
 
     def _lost(self, worker: _Worker) -> list[tuple[int, MessageResult]]:
         self._reap(worker)
@@ -469,6 +458,15 @@ class _ForwardedEvents(EventSink):
             self.pending.append((info, fields))
 
 
+class _WorkerEngine(_Engine):
+    """An engine whose finished messages stay rows of plain values, each
+    ``(index, [row per recipient])``: the parent makes the result objects."""
+
+    @staticmethod
+    def _finish(message: Message, rows: list[Any]) -> Any:
+        return rows
+
+
 def _worker_process(
     pool: _Pool,
     settings: Settings,
@@ -514,7 +512,7 @@ def _serve(
     queue: int,
     results: int,
 ) -> int:
-    engine = _Engine(dest, settings, events)
+    engine = _WorkerEngine(dest, settings, events)
     poller = select.poll()
     poller.register(queue, select.POLLIN)
     poller.register(engine.fd, select.POLLIN)
@@ -550,20 +548,13 @@ def _serve(
     return 0
 
 
-def _report(
-    fd: int, done: list[tuple[int, MessageResult]], events: _ForwardedEvents | None
-) -> None:
+def _report(fd: int, done: list[Any], events: _ForwardedEvents | None) -> None:
     forwarded: list[tuple[bool, dict[str, Any]]] = []
     if events is not None:
         forwarded, events.pending = events.pending, []
     if not done and not forwarded:
         return
-    records = [
-        (index, [(int(r.outcome), r.code, r.enhanced, r.text, r.stage, r.state,
-                  r.bounce_class, r.error, r.session_id) for r in result.recipients])
-        for index, result in done
-    ]  # fmt: skip
-    payload = marshal.dumps((records, forwarded))
+    payload = marshal.dumps((done, forwarded))
     out = memoryview(_FRAME.pack(len(payload)) + payload)
     while out:
         out = out[os.write(fd, out) :]
