@@ -84,8 +84,8 @@ from .states import Stage
 
 __all__ = ["MAX_WORKERS", "check_count", "deliver", "deliver_async"]
 
-#: More processes than this buy nothing on any machine this runs on, and a
-#: typo such as 1000 would otherwise fork a thousand.
+#: Beyond a few per core more processes only add overhead; the bound keeps
+#: a typo such as 1000 from forking a thousand.
 MAX_WORKERS = 64
 
 # Every index in a queue pipe is one its worker has not reported, and a
@@ -234,16 +234,22 @@ class _Pool:
     def stop(self) -> None:
         """SIGTERM to every worker not yet reaped, then reaps each and
         closes the pipes.  Safe to call more than once."""
-        for worker in self.workers:
-            if not worker.reaped:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGTERM)
-        for worker in self.workers:
-            self._reap(worker)
-            for fd in (worker.queue, worker.results):
-                if fd >= 0:
-                    os.close(fd)
-            worker.queue = worker.results = -1
+        # A second Ctrl-C must not leave workers behind: it waits, blocked,
+        # until every worker is reaped, and is raised then.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for worker in self.workers:
+                if not worker.reaped:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGTERM)
+            for worker in self.workers:
+                self._reap(worker)
+                for fd in (worker.queue, worker.results):
+                    if fd >= 0:
+                        os.close(fd)
+                worker.queue = worker.results = -1
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _reap(self, worker: _Worker) -> None:
         if worker.reaped:
