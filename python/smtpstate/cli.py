@@ -386,8 +386,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"smtpstate: {exc}", file=sys.stderr)
         return EX_USAGE
     except KeyboardInterrupt:
-        print("smtpstate: interrupted; messages without an outcome line were "
-              "not delivered", file=sys.stderr)  # fmt: skip
+        print("smtpstate: interrupted; a message without an outcome line has "
+              "no known result (its end of data may have reached the server)",
+              file=sys.stderr)  # fmt: skip
         return EX_INTERRUPTED
     status = _exit_status(results)
     delivered = sum(r.delivered for result in results for r in result.recipients)
