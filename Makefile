@@ -49,6 +49,11 @@ $(BUILD)/%: examples/%.c $(LIB)
 $(BUILD)/%: benchmarks/%.c
 	$(CC) $(CFLAGS_BASE) $< -o $@ $(LDFLAGS_SAN)
 
+# benchmarks/scale-*.c drive the engine through smtp.h: they link it.
+$(BUILD)/scale-%: benchmarks/scale-%.c $(LIB)
+	$(CC) $(CFLAGS_BASE) $< -o $@ $(LDFLAGS_SAN) -L$(BUILD) -lsmtpstate \
+		-Wl,-rpath,'$$ORIGIN'
+
 $(BUILD)/tests/unit_%: tests/c/unit_%.c $(LIB_OBJS) tests/c/ctest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Icsrc -Itests/c $< $(LIB_OBJS) -o $@ \

@@ -10,7 +10,11 @@
  * Generated messages carry Message-ID <N.T@smtpstate.test>, N the
  * message's id (1 up) and T the start time, so a server's log names the
  * message; with --vary-recipients message N goes to the first
- * 1 + (N - 1) mod K of the K --to addresses.
+ * 1 + (N - 1) mod K of the K --to addresses.  They are built one at a
+ * time as they are submitted and freed at their last outcome, so a run
+ * of any length holds only what the engine's queue holds.  --progress N
+ * prints a "progress" line on stderr every N outcomes (elapsed and CPU
+ * time, resident size), which benchmarks/scale.py reads.
  *
  * Exit status: 0 all delivered, 75 only transient failures, 1 any
  * permanent failure, 64 usage error.
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "smtp.h"
@@ -32,6 +37,15 @@ struct totals {
     unsigned long delivered, transient, permanent;
     unsigned long sessions, closes, max_open, noops, refused;
     int quiet, trace, wire;
+    unsigned long progress;   /* a progress line every this many outcomes */
+    struct timespec start;
+};
+
+/* A generated message: its record and bytes live until its last
+ * outcome, which frees them. */
+struct generated {
+    smtp_message m;
+    size_t unsettled;
 };
 
 struct options {
@@ -48,6 +62,7 @@ struct options {
     size_t drain_after;   /* submit this many, then drain */
     int poll_mode;        /* step the loop from poll(2), as an embedder */
     int vary_recipients;  /* message N: the first 1 + (N-1) mod K of --to */
+    long stamp;           /* the start time, in generated Message-IDs */
     struct totals *totals;
     smtp_config cfg;
 };
@@ -81,6 +96,46 @@ static void print_quoted(const char *text)
     putchar('"');
 }
 
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+static long long us_between(const struct timespec *a,
+                            const struct timespec *b)
+{
+    return (b->tv_sec - a->tv_sec) * 1000000LL +
+           (b->tv_nsec - a->tv_nsec) / 1000;
+}
+
+/* Time and memory so far, for benchmarks that watch a long run. */
+static void print_progress(const struct totals *t)
+{
+    struct timespec now;
+    struct rusage ru;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    getrusage(RUSAGE_SELF, &ru);
+    long long cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL +
+                       ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+    fprintf(stderr, "progress outcomes=%lu elapsed_us=%lld cpu_us=%lld "
+            "rss_kib=%ld\n", t->delivered + t->transient + t->permanent,
+            us_between(&t->start, &now), cpu_us, rss_kib());
+}
+
 static void on_outcome(const smtp_outcome *o, void *arg)
 {
     struct totals *t = arg;
@@ -101,6 +156,23 @@ static void on_outcome(const smtp_outcome *o, void *arg)
            o->error ? smtp_error_name(o->error) : "-", o->session_id);
     print_quoted(o->text);
     putchar('\n');
+}
+
+/* Counts and prints (on_outcome), then the progress line, and frees a
+ * generated message at its last outcome. */
+static void on_settled(const smtp_outcome *o, void *arg)
+{
+    struct totals *t = arg;
+    struct generated *g = o->message->user;
+
+    on_outcome(o, arg);
+    if (t->progress > 0 &&
+        (t->delivered + t->transient + t->permanent) % t->progress == 0)
+        print_progress(t);
+    if (g != NULL && --g->unsettled == 0) {
+        free((char *)g->m.data);
+        free(g);
+    }
 }
 
 static const char *event_name(int type)
@@ -243,7 +315,7 @@ static int register_noop(const char *after, struct totals *t)
 
 /* ---- messages ---------------------------------------------------------- */
 
-static char *generate(long n, size_t size, size_t *len)
+static char *generate(long n, long stamp, size_t size, size_t *len)
 {
     char *buf = malloc(size + 512);
     int head;
@@ -253,7 +325,7 @@ static char *generate(long n, size_t size, size_t *len)
     head = snprintf(buf, 512,
                     "From: sender@example.com\r\nTo: rcpt@example.com\r\n"
                     "Subject: message %ld\r\nMessage-ID: <%ld.%ld@"
-                    "smtpstate.test>\r\n\r\n", n, n, (long)time(NULL));
+                    "smtpstate.test>\r\n\r\n", n, n, stamp);
     size_t at = (size_t)head;
     while (at < size) {
         size_t line = size - at < 78 ? size - at : 78;
@@ -266,6 +338,33 @@ static char *generate(long n, size_t size, size_t *len)
     }
     *len = at;
     return buf;
+}
+
+/* Message i of a --count run, built when it is submitted. */
+static smtp_message *generate_one(const struct options *o, size_t i)
+{
+    struct generated *g = calloc(1, sizeof(*g));
+
+    if (g == NULL)
+        return NULL;
+    g->m.data = generate((long)i + 1, o->stamp, o->size, &g->m.len);
+    if (g->m.data == NULL) {
+        free(g);
+        return NULL;
+    }
+    g->m.sender = o->from;
+    g->m.recipients = o->to;
+    g->m.nrecipients = o->vary_recipients ? 1 + i % o->nto : o->nto;
+    g->m.id = i + 1;
+    g->m.user = g;
+    g->unsettled = g->m.nrecipients;
+    return &g->m;
+}
+
+static void free_generated(smtp_message *msg)
+{
+    free((char *)msg->data);
+    free(msg->user);
 }
 
 /* Steps the loop as an embedder would, without finishing: idle
@@ -337,7 +436,7 @@ static int submit_one(smtp_scheduler *sched, struct options *o,
     if (r == SMTP_ECLOSED) {
         printf("id=%" PRIu64 " refused=%s\n", msg->id, smtp_error_name(r));
         t->refused++;
-        return 0;
+        return 1;
     }
     if (r != 0) {
         fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
@@ -346,6 +445,7 @@ static int submit_one(smtp_scheduler *sched, struct options *o,
     return 0;
 }
 
+/* Submits the files' messages, or (msgs NULL) n generated ones. */
 static int submit_all(smtp_scheduler *sched, struct options *o,
                       smtp_message *msgs, size_t n)
 {
@@ -355,7 +455,16 @@ static int submit_all(smtp_scheduler *sched, struct options *o,
             return -1;
         if (o->drain_after > 0 && i == o->drain_after)
             smtp_scheduler_drain(sched);
-        if (submit_one(sched, o, &msgs[i], o->totals) != 0)
+
+        smtp_message *msg = msgs ? &msgs[i] : generate_one(o, i);
+        if (msg == NULL) {
+            fprintf(stderr, "smtpstate-send: out of memory\n");
+            return -1;
+        }
+        int r = submit_one(sched, o, msg, o->totals);
+        if (r > 0 && msgs == NULL)
+            free_generated(msg); /* refused: no outcome will free it */
+        if (r < 0)
             return -1;
     }
     if (o->linger_ms > 0)
@@ -397,7 +506,7 @@ static int usage(void)
             "       [--timeout KIND=MS] [--noop-after STATE] [--linger MS]\n"
             "       [--rcpt-per-transaction N] [--pause-after N:MS] [--queue N]"
             "\n       [--drain-after N] [--poll] [--vary-recipients] [--quiet]"
-            " [--trace]\n       [--wire] [FILE...]\n");
+            " [--trace]\n       [--wire] [--progress N] [FILE...]\n");
     return 64;
 }
 
@@ -413,7 +522,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"linger", 1, 0, 'L'}, {"pause-after", 1, 0, 'P'},
         {"queue", 1, 0, 'Q'}, {"drain-after", 1, 0, 'D'},
         {"poll", 0, 0, 'O'}, {"wire", 0, 0, 'W'},
-        {"vary-recipients", 0, 0, 'V'},
+        {"vary-recipients", 0, 0, 'V'}, {"progress", 1, 0, 'G'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -453,6 +562,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         case 'D': o->drain_after = (size_t)atol(optarg); break;
         case 'O': o->poll_mode = 1; break;
         case 'V': o->vary_recipients = 1; break;
+        case 'G': t->progress = strtoul(optarg, NULL, 10); break;
         case 'W':
             t->trace = t->wire = 1;
             o->cfg.wire_trace = 1;
@@ -473,10 +583,12 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
     return 0;
 }
 
-static smtp_message *build_messages(struct options *o, int argc, char **argv,
-                                    size_t *n)
+/* The records of the files' messages; generated ones are built as they
+ * are submitted (generate_one). */
+static smtp_message *file_messages(struct options *o, int argc, char **argv,
+                                   size_t *n)
 {
-    *n = o->count > 0 ? (size_t)o->count : (size_t)(argc - optind);
+    *n = (size_t)(argc - optind);
 
     smtp_message *msgs = calloc(*n, sizeof(*msgs));
     if (msgs == NULL)
@@ -486,12 +598,7 @@ static smtp_message *build_messages(struct options *o, int argc, char **argv,
         msgs[i].recipients = o->to;
         msgs[i].nrecipients = o->vary_recipients ? 1 + i % o->nto : o->nto;
         msgs[i].id = i + 1;
-        if (o->count > 0)
-            msgs[i].data = generate((long)i + 1, o->size, &msgs[i].len);
-        else
-            msgs[i].path = argv[optind + (int)i];
-        if (o->count > 0 && msgs[i].data == NULL)
-            return NULL;
+        msgs[i].path = argv[optind + (int)i];
     }
     return msgs;
 }
@@ -507,19 +614,28 @@ int main(int argc, char **argv)
     if (opts.noop_after && register_noop(opts.noop_after, &totals) != 0)
         return 64;
     opts.totals = &totals;
-    opts.cfg.on_outcome = on_outcome;
+    opts.cfg.on_outcome = on_settled;
     opts.cfg.outcome_arg = &totals;
     opts.cfg.on_event = on_event;
     opts.cfg.event_arg = &totals;
 
-    smtp_message *msgs = build_messages(&opts, argc, argv, &n);
-    smtp_scheduler *sched = msgs ? smtp_scheduler_new(&opts.cfg) : NULL;
+    smtp_message *msgs = NULL;
+    if (opts.count > 0)
+        n = (size_t)opts.count;
+    else if ((msgs = file_messages(&opts, argc, argv, &n)) == NULL) {
+        fprintf(stderr, "smtpstate-send: out of memory\n");
+        return 1;
+    }
+    smtp_scheduler *sched = smtp_scheduler_new(&opts.cfg);
     if (sched == NULL) {
-        fprintf(stderr, "smtpstate-send: %s\n",
-                msgs ? smtp_last_error() : "out of memory");
+        fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
         free(msgs);
         return 1;
     }
+    clock_gettime(CLOCK_MONOTONIC, &totals.start);
+    opts.stamp = (long)time(NULL);
+    if (totals.progress > 0)
+        print_progress(&totals);
     int failed = submit_all(sched, &opts, msgs, n) != 0;
     size_t high_water = smtp_scheduler_reply_high_water(sched);
     smtp_scheduler_free(sched); /* settles anything still unsettled */
@@ -528,8 +644,6 @@ int main(int argc, char **argv)
             "refused=%lu reply_high_water=%zu\n", n, totals.delivered,
             totals.transient, totals.permanent, totals.sessions, totals.closes,
             totals.max_open, totals.noops, totals.refused, high_water);
-    for (size_t i = 0; opts.count > 0 && i < n; i++)
-        free((char *)msgs[i].data);
     free(msgs);
     if (failed)
         return 64;
