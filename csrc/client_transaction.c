@@ -54,9 +54,10 @@ static int find_work(struct smtp__conn *c)
             return (int)i;
     }
 
+    /* Draining stops new submissions, not reuse: what is queued still
+     * rides the connections already open. */
     const smtp_config *cfg = smtp__config(c->sched);
-    if (c->messages_started >= cfg->max_messages_per_connection ||
-        smtp__draining(c->sched))
+    if (c->messages_started >= cfg->max_messages_per_connection)
         return -1;
 
     struct smtp__msg *msg = smtp__dest_pop(c->dest);

@@ -451,6 +451,24 @@ def test_drain_refuses_new_work_and_finishes_what_was_submitted(
     assert len(server.wait_for_messages(3)) == 3
 
 
+def test_drained_connections_still_carry_the_queued_messages(
+    c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    run = run_driver(
+        server.port,
+        *("--from", SENDER, "--to", RCPTS[0], "--count", "40", "--size", "300"),
+        *("--drain-after", "30", "--concurrency", "2", "--per-connection", "100"),
+    )
+    assert len(run.outcomes) == 30, run.stderr
+    assert {o["result"] for o in run.outcomes} == {"delivered"}
+    assert run.summary["refused"] == "10"
+    # Drain stops new work, not reuse: the queue rides the open connections.
+    assert int(run.summary["sessions"]) <= 2, run.summary
+    assert len(server.wait_for_messages(30)) == 30
+    assert len(server.sessions) <= 2
+
+
 def test_embedder_loop_with_fd_and_next_deadline_delivers_and_quits(
     tmp_path, c_build, scripted_server_factory
 ):
