@@ -136,6 +136,8 @@ struct smtp__conn {
     struct smtp__txn txn;
 
     struct smtp__conn *idle_next;
+    struct smtp__conn *idle_prev; /* both NULL when not on the idle list */
+    bool on_idle_list;
     struct smtp__conn *wake_next;
     struct smtp__conn *all_prev, *all_next;
 };

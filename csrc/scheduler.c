@@ -550,18 +550,27 @@ SMTP_API void smtp_conn_wake(connection *conn)
         wake_push(c, E_ASYNC);
 }
 
+/* Doubly linked, so marking is O(1) with thousands of idle connections. */
 void smtp__conn_mark_idle(struct smtp__conn *c, bool idle)
 {
-    struct smtp__conn **link = &c->dest->idle;
+    struct smtp__dest *d = c->dest;
 
-    while (*link != NULL && *link != c)
-        link = &(*link)->idle_next;
-    if (*link == c)
-        *link = c->idle_next;
-    c->idle_next = NULL;
+    if (c->on_idle_list) {
+        if (c->idle_prev != NULL)
+            c->idle_prev->idle_next = c->idle_next;
+        else
+            d->idle = c->idle_next;
+        if (c->idle_next != NULL)
+            c->idle_next->idle_prev = c->idle_prev;
+        c->idle_next = c->idle_prev = NULL;
+        c->on_idle_list = false;
+    }
     if (idle) {
-        c->idle_next = c->dest->idle;
-        c->dest->idle = c;
+        c->idle_next = d->idle;
+        if (d->idle != NULL)
+            d->idle->idle_prev = c;
+        d->idle = c;
+        c->on_idle_list = true;
     }
 }
 
