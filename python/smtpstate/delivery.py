@@ -10,19 +10,22 @@ reply or per recipient.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import itertools
 import os
+import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as _events
 from ._smtpstate_cffi import ffi, lib
 from .errors import InvalidArgumentError, SmtpStateError, error_from_code
 from .states import Stage
+
+if TYPE_CHECKING:
+    import asyncio  # imported where used: most callers never need it
 
 __all__ = [
     "BounceClass",
@@ -70,24 +73,29 @@ class BounceClass(enum.IntEnum):
     CHALLENGE_RESPONSE = lib.SMTP_BOUNCE_CHALLENGE_RESPONSE
 
 
+_ADDRESS_FORBIDDEN = re.compile("[\x00-\x1f\x7f<>]")
+
+
 def _check_address(what: str, value: object) -> str:
     """The envelope rule the C engine applies, checked before anything is
     built: no control bytes or angle brackets, spaces only inside a quoted
     local part, at most 254 octets."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
-    bad = [c for c in value if ord(c) < 0x20 or c in "\x7f<>"]
+    bad = _ADDRESS_FORBIDDEN.search(value)
     if bad:
         raise InvalidArgumentError(
-            f"{what} {value!r} contains {bad[0]!r} (rule: address without "
+            f"{what} {value!r} contains {bad.group()!r} (rule: address without "
             "control bytes or angle brackets)"
         )
-    unquoted = "".join(value.split('"')[::2])
-    if " " in unquoted or value.count('"') % 2:
-        raise InvalidArgumentError(
-            f"{what} {value!r} has a space outside a quoted local part (rule: address)"
-        )
-    if len(value.encode("utf-8")) > 254:
+    if '"' in value or " " in value:
+        unquoted = "".join(value.split('"')[::2])
+        if " " in unquoted or value.count('"') % 2:
+            raise InvalidArgumentError(
+                f"{what} {value!r} has a space outside a quoted local part "
+                "(rule: address)"
+            )
+    if (len(value) > 254 or not value.isascii()) and len(value.encode()) > 254:
         raise InvalidArgumentError(
             f"{what} is longer than 254 octets (rule: address, RFC 5321 4.5.3.1.3)"
         )
@@ -236,7 +244,7 @@ class Settings:
     wire_trace: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _InFlight:
     index: int
     message: Message
@@ -265,6 +273,7 @@ class _Engine:
             raise error_from_code(code, ffi.string(lib.smtp_last_error()).decode())
         _Engine.live += 1
         self._ids = itertools.count(1)
+        self._unsent: tuple[int, int, Any, Any] | None = None
         self.in_flight: dict[int, _InFlight] = {}
 
     def _build_config(self, s: Settings, with_events: bool) -> Any:
@@ -334,7 +343,29 @@ class _Engine:
         return tuple(keep)
 
     def submit(self, index: int, message: Message) -> bool:
-        """Hands a message to C; False when the queue is full."""
+        """Hands a message to C; False when the queue is full.
+
+        A message refused for backpressure keeps its C record for the
+        retry, which comes with the same index."""
+        unsent = self._unsent
+        if unsent is not None and unsent[0] == index:
+            built = unsent
+        else:
+            built = self._build(index, message)
+        _, msg_id, cmsg, keep = built
+        rc = lib.smtp_scheduler_submit(self._sched, self.dest, cmsg)
+        if rc == lib.SMTP_EAGAIN:
+            self._unsent = built
+            return False
+        self._unsent = None
+        if rc != 0:
+            raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
+        n = len(message.recipients)
+        self.in_flight[msg_id] = _InFlight(index, message, keep, [None] * n, n)
+        return True
+
+    def _build(self, index: int, message: Message) -> tuple[int, int, Any, Any]:
+        """The C record of a message and the buffers it points into."""
         msg_id = next(self._ids)
         cmsg = ffi.new("smtp_message *")
         sender = ffi.new("char[]", message.sender.encode())
@@ -354,15 +385,7 @@ class _Engine:
             cmsg.data = buf
             cmsg.len = len(buf)
             keep = (cmsg, sender, rcpts, rcpt_array, buf)
-        rc = lib.smtp_scheduler_submit(self._sched, self.dest, cmsg)
-        if rc == lib.SMTP_EAGAIN:
-            return False
-        if rc != 0:
-            raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
-        self.in_flight[msg_id] = _InFlight(
-            index, message, keep, [None] * len(rcpts), len(rcpts)
-        )
-        return True
+        return index, msg_id, cmsg, keep
 
     def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
         """One turn of the C loop; the messages that completed in it."""
@@ -571,6 +594,8 @@ async def deliver_async(
             async for result in parallel:
                 yield result
         return
+    import asyncio
+
     items = _checked(messages)
     engine = _Engine(dest, _settings(settings), sink)
     loop = asyncio.get_running_loop()
@@ -607,6 +632,8 @@ async def deliver_async(
 
 async def _wait(ready: asyncio.Event, deadline_ms: int) -> None:
     """Waits for the descriptor or the next deadline, whichever is first."""
+    import asyncio
+
     if deadline_ms == 0:
         await asyncio.sleep(0)
         return
