@@ -26,15 +26,16 @@ interpreter running this script, unpatched.  A Python-level test named by
 such a mutant would run the unpatched engine and pass, so the mutant would
 survive: name those tests under ``Build: full``.
 
-Then it runs the named tests with pytest.  The mutant is *caught* when
-each named test fails: every node id on the Tests line (a file, a test
-function or one parametrized case) has at least one failed test under it.
-It *survives* when one of them passes instead, and is an *error* when the
-patch does not apply, the build fails, a named id runs nothing, or pytest
-ends any other way (no such test, a collection error, an error in a
-fixture).  Anything but caught fails the run (exit 1).  The unpatched tree
-must pass the same tests: the normal suite proves that, and
-``--baseline`` checks it here too.
+Then it runs each named test with pytest, in a process of its own (so a
+test fails on its own, not on what an earlier failure left behind) and
+with -x.  The mutant is *caught* when each named test fails: every node
+id on the Tests line (a file, a test function or one parametrized case)
+has a failed test under it.  It *survives* when one of them passes
+instead, and is an *error* when the patch does not apply, the build
+fails, a named id runs nothing, or pytest ends any other way (no such
+test, a collection error, an error in a fixture).  Anything but caught
+fails the run (exit 1).  The unpatched tree must pass the same tests:
+the normal suite proves that, and ``--baseline`` checks it here too.
 
 scripts/mutant_patches.py writes most patches from a spec of text
 replacements (tests/mutants/specs.py); regenerate them there when the code
@@ -139,24 +140,16 @@ def under(named: str, nodeid: str) -> bool:
     return nodeid == named or nodeid.startswith((named + "::", named + "["))
 
 
-def judge(tests: tuple[str, ...], output: str) -> tuple[str, str]:
-    """caught when every named id has a failed test, survived when one has
-    only passed ones, else error; with the named ids that let it down."""
+def judge(named: str, returncode: int, output: str) -> str:
+    """One named id's run: caught when a test under it failed, survived
+    when its tests passed, else error (a fixture's error, nothing run)."""
     results = [m.groups() for m in map(RESULT.match, output.splitlines()) if m]
-    survived, missing = [], []
-    for named in tests:
-        mine = {outcome for outcome, nodeid in results if under(named, nodeid)}
-        if "FAILED" in mine:
-            continue
-        if mine and mine <= {"PASSED", "XPASS"}:
-            survived.append(named)
-        else:
-            missing.append(f"{named} ({', '.join(sorted(mine)) or 'not run'})")
-    if missing:
-        return "error", "no failure, no pass: " + " ".join(missing)
-    if survived:
-        return "survived", "passed: " + " ".join(survived)
-    return "caught", ""
+    mine = {outcome for outcome, nodeid in results if under(named, nodeid)}
+    if returncode == 1 and "FAILED" in mine:
+        return "caught"
+    if returncode == 0 and mine and mine <= {"PASSED", "XPASS"}:
+        return "survived"
+    return "error"
 
 
 def check(mutant: Mutant | None, files: list[str], keep: bool) -> Verdict:
@@ -165,7 +158,8 @@ def check(mutant: Mutant | None, files: list[str], keep: bool) -> Verdict:
     started = time.monotonic()
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="smtpstate-mutant-"))
     name = mutant.name if mutant else "baseline"
-    tests = mutant.tests if mutant else tuple(t for m in all_mutants() for t in m.tests)
+    every = (t for m in all_mutants() for t in m.tests)
+    tests = mutant.tests if mutant else tuple(dict.fromkeys(every))
     build = mutant.build if mutant else "full"
 
     def verdict(status: str, detail: str) -> Verdict:
@@ -210,21 +204,24 @@ def check(mutant: Mutant | None, files: list[str], keep: bool) -> Verdict:
                 return verdict("error", "build failed:\n" + built.stderr[-3000:])
             paths.insert(0, str(site))
         env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
-        tested = run(
-            [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"]
-            + ["-o", "addopts=", *tests],
-            scratch,
-            env,
-            900,
-        )
-        tail = "\n".join(tested.stdout.strip().splitlines()[-15:])
-        if mutant is None:
-            status = "passed" if tested.returncode == 0 else "error"
-        elif tested.returncode not in (0, 1):
-            status = "error"
-        else:
-            status, why = judge(tests, tested.stdout)
-            tail = f"{why}\n{tail}" if why else tail
+        # One pytest run per named id, so each fails on its own and not
+        # on what an earlier failure left behind (a state it registered);
+        # -x: the first failure under an id decides it.
+        pytest = [sys.executable, "-m", "pytest", "-q", "-rA", "-x"]
+        pytest += ["-p", "no:cacheprovider", "-o", "addopts="]
+        status, tail = "caught", ""
+        batches = [[named] for named in tests] if mutant else [list(tests)]
+        for batch in batches:
+            tested = run(pytest + batch, scratch, env, 900)
+            tail = "\n".join(tested.stdout.strip().splitlines()[-15:])
+            if mutant is None:
+                status = "passed" if tested.returncode == 0 else "error"
+                break
+            (named,) = batch
+            status = judge(named, tested.returncode, tested.stdout)
+            if status != "caught":
+                tail = f"{named}: {status}\n{tail}"
+                break
         return verdict(status, tail)
     except subprocess.TimeoutExpired as exc:
         return verdict("error", f"timed out: {exc.cmd}")
