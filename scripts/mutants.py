@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     files = tree_files()
     jobs: list[Mutant | None] = ([None] if args.baseline else []) + list(mutants)
-    # The slowest first, so that one does not start last and run alone.
+    # Full builds first: pip is the slow part, and one left last runs alone.
     jobs.sort(key=lambda m: m is not None and m.build != "full")
     print(f"mutants: {len(mutants)}, {args.jobs} at a time", flush=True)
     started = time.monotonic()
