@@ -174,6 +174,12 @@ def check_line_cap_high_water(server: ScriptedServer, run: DriverRun) -> None:
     assert int(run.summary["reply_high_water"]) <= 2 * LINE_MAX
 
 
+def check_line_count_cap_high_water(server: ScriptedServer, run: DriverRun) -> None:
+    # 200 lines of "220-more" are 2000 bytes: the reply fails at its line
+    # cap long before the 64 KiB byte cap, so the buffer stayed small.
+    assert int(run.summary["reply_high_water"]) <= 2 * LINE_MAX
+
+
 def check_whole_message_before_close(server: ScriptedServer, run: DriverRun) -> None:
     (message,) = server.messages
     assert message.reply is None  # received in full, never answered
@@ -182,6 +188,7 @@ def check_whole_message_before_close(server: ScriptedServer, run: DriverRun) -> 
 # ---- the cases -------------------------------------------------------------
 
 BYE_421 = CLOSE_AFTER("421 4.3.2 shutting down")
+LINE_TAIL = b"y" * 994 + b"\r\n"  # after "220-" or "220 ": a 1000-byte line
 # Script field: (the stage code an outcome decided there carries, what the
 # server would be answering).
 STAGE_FIELDS = {
@@ -265,8 +272,8 @@ MALFORMED = [
     ),
     Case(
         "non-digit-code",
-        'answers MAIL FROM with "2x0 ok"',
-        Script(mail="2x0 ok"),
+        'answers MAIL FROM with "55O ok" (a letter O, which as a digit reads 581)',
+        Script(mail="55O ok"),
         (eproto(2),),
         "8: a malformed line is EPROTO",
         python=True,
@@ -388,6 +395,7 @@ HUGE = [
         "9: a reply of 200 lines at most",
         server={"sndbuf": 65536},
         huge=True,
+        check=check_line_count_cap_high_water,
     ),
     Case(
         "reply-of-1MiB-of-lines",
@@ -401,6 +409,14 @@ HUGE = [
         "9: a reply of 64 KiB at most",
         server={"sndbuf": 65536},
         huge=True,
+    ),
+    Case(
+        "reply-just-over-64KiB",
+        "greets with a whole reply of 66 lines of 1000 bytes: 66,000 bytes, less "
+        "than the buffer's cap",
+        Script(banner=b"".join([b"220-" + LINE_TAIL] * 65 + [b"220 " + LINE_TAIL])),
+        (etoobig(12),),
+        "9: a reply of 64 KiB at most, even when it fits the buffer",
     ),
     Case(
         "reply-line-1MiB",
@@ -431,6 +447,7 @@ HUGE = [
         "8: no complete 2xx, not delivered; 9: the line cap",
         server={"sndbuf": 65536},
         huge=True,
+        check=check_line_cap_high_water,
     ),
 ]
 

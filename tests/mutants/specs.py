@@ -1,0 +1,468 @@
+"""The mutants of the hostile-server cases (issue 6, item 7), as text
+replacements: scripts/mutant_patches.py turns each into its .patch file.
+
+Each mutant breaks one engine behaviour in csrc/ that a case of
+tests/test_hostile.py guards, and names the cases that must then fail.  A
+legal case (delivered) is broken by making the engine refuse it.  `old`
+must occur exactly once in its file; when the code it names changes, edit
+it here and regenerate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+C = "tests/test_hostile.py::test_hostile_server_through_the_c_driver"
+PY = "tests/test_hostile.py::test_hostile_server_through_python"
+
+
+def c(*cases: str) -> tuple[str, ...]:
+    """The C-driver test of each case."""
+    return tuple(f"{C}[{case}]" for case in cases)
+
+
+def py(*cases: str) -> tuple[str, ...]:
+    """The Python test of each case (needs Build full)."""
+    return tuple(f"{PY}[{case}]" for case in cases)
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    breaks: str
+    tests: tuple[str, ...]
+    edits: tuple[Edit, ...]
+    build: str = "c"  # "full" when a Python-level test is named
+
+
+def reply(old: str, new: str) -> Edit:
+    return Edit("csrc/reply.c", old, new)
+
+
+SPECS = [
+    # ---- legal replies the engine must take ------------------------------
+    Spec(
+        "reply-split-refused",
+        "a line whose three-digit code has not all arrived is refused, so a "
+        "reply sent one byte at a time fails",
+        c("one-byte-at-a-time") + py("one-byte-at-a-time"),
+        (
+            reply(
+                "        return ended ? SMTP_EPROTO : 0;\n",
+                "        return SMTP_EPROTO;\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "code-without-text-refused",
+        "a reply line of a code alone (no separator, no text) is refused",
+        c("code-without-text"),
+        (
+            reply(
+                "    if (n == CODE_LEN || p[CODE_LEN] == '-' || p[CODE_LEN] == ' ')\n",
+                "    if ((n == CODE_LEN && !ended) || p[CODE_LEN] == '-' ||\n"
+                "        p[CODE_LEN] == ' ')\n",
+            ),
+        ),
+    ),
+    Spec(
+        "bare-lf-refused",
+        "a reply line ended by LF without CR is refused",
+        c("bare-lf-line-ends"),
+        (
+            reply(
+                "    long rc = check_line_head(scan, line, n, true);\n\n",
+                "    long rc = check_line_head(scan, line, n, true);\n\n"
+                "    if (n + 1 == line_len)\n"
+                "        return SMTP_EPROTO;\n",
+            ),
+        ),
+    ),
+    Spec(
+        "nul-kept-in-text",
+        "a NUL in a reply's text is passed on, cutting the text short",
+        c("nul-and-non-utf8"),
+        (
+            reply(
+                "        if (buf[i] == '\\0')\n",
+                "        if (0 && buf[i] == '\\0')\n",
+            ),
+        ),
+    ),
+    Spec(
+        "eight-bit-text-refused",
+        "a reply line holding a byte above 0x7f (not ASCII, so not UTF-8 "
+        "either) is refused",
+        c("nul-and-non-utf8") + py("nul-and-non-utf8"),
+        (
+            reply(
+                "    long rc = check_line_head(scan, line, n, true);\n\n",
+                "    long rc = check_line_head(scan, line, n, true);\n\n"
+                "    for (size_t i = 0; i < n; i++)\n"
+                "        if ((unsigned char)line[i] > 0x7f)\n"
+                "            return SMTP_EPROTO;\n",
+            ),
+        ),
+        build="full",
+    ),
+    # ---- malformed replies -----------------------------------------------
+    Spec(
+        "code-range-unchecked",
+        "a reply code outside 200-599 is taken as a reply",
+        c("code-above-599"),
+        (
+            reply(
+                "    if (code < 200 || code > 599)\n",
+                "    if (0 && (code < 200 || code > 599))\n",
+            ),
+        ),
+    ),
+    Spec(
+        "non-digit-code-accepted",
+        "a reply code holding a non-digit is read as digits",
+        c("non-digit-code"),
+        (
+            reply(
+                "        if (!is_digit(p[i]))\n",
+                "        if (0 && !is_digit(p[i]))\n",
+            ),
+        ),
+    ),
+    Spec(
+        "missing-separator-as-space",
+        "a code followed by neither SP nor '-' is read as a last line",
+        c("missing-separator"),
+        (
+            reply(
+                "    if (n == CODE_LEN || p[CODE_LEN] == '-' || p[CODE_LEN] == ' ')\n",
+                "    if (n >= CODE_LEN)\n",
+            ),
+            reply(
+                "    if (n == CODE_LEN || line[CODE_LEN] == ' ')\n",
+                "    if (n == CODE_LEN || line[CODE_LEN] != '-')\n",
+            ),
+        ),
+    ),
+    Spec(
+        "empty-line-skipped",
+        "an empty reply line is skipped instead of refused",
+        c("empty-reply-line"),
+        (
+            reply(
+                "    long rc = check_line_head(scan, line, n, true);\n\n",
+                "    long rc = check_line_head(scan, line, n, true);\n\n"
+                "    if (n == 0) {\n"
+                "        scan->scanned += line_len;\n"
+                "        return 0;\n"
+                "    }\n",
+            ),
+        ),
+    ),
+    Spec(
+        "continuation-code-change-accepted",
+        "a reply whose lines carry different codes is taken, with the first "
+        "line's code",
+        c("continuation-code-changes"),
+        (
+            reply(
+                "    if (scan->lines > 0 && code != scan->code)\n",
+                "    if (0 && scan->lines > 0 && code != scan->code)\n",
+            ),
+        ),
+    ),
+    # ---- replies out of turn ---------------------------------------------
+    Spec(
+        "unread-reply-answers-next-command",
+        "a command goes out while bytes no reply was due for are unread, so "
+        "they are taken as its reply",
+        c("talks-before-the-client", "extra-reply-to-mail"),
+        (
+            Edit(
+                "csrc/connection.c",
+                "    if (c->rstart < c->rend)\n        return SMTP_EPROTO;\n",
+                "    if (0 && c->rstart < c->rend)\n        return SMTP_EPROTO;\n",
+            ),
+        ),
+    ),
+    Spec(
+        "extra-reply-dropped",
+        "a reply that arrives between transactions, when none is due, is "
+        "dropped instead of failing the connection",
+        c("extra-reply-after-ehlo", "extra-reply-after-the-body"),
+        (
+            Edit(
+                "csrc/client_transaction.c",
+                "    if (code != 0)\n        return unsolicited(c, code);\n"
+                "    smtp__conn_batch_compact(c);\n",
+                "    if (code == -421 || code <= SMTP_EAGAIN)\n"
+                "        return unsolicited(c, code);\n"
+                "    smtp__conn_batch_compact(c);\n",
+            ),
+        ),
+    ),
+    Spec(
+        "positive-reply-out-of-step",
+        "a positive reply that cannot answer the command (a 250 to DATA) is "
+        "taken as a refusal",
+        c("extra-reply-in-pipelined-group"),
+        (
+            Edit(
+                "csrc/client_session.c",
+                "    if (r < 0 && -r < 400) {\n",
+                "    if (0 && r < 0 && -r < 400) {\n",
+            ),
+        ),
+    ),
+    # ---- silence ---------------------------------------------------------
+    Spec(
+        "banner-waited-for-ever",
+        "the banner deadline re-arms instead of failing, so a server that "
+        "never speaks holds the connection for ever",
+        c("never-speaks"),
+        (
+            Edit(
+                "csrc/client_session.c",
+                "    (void)dc, (void)e, (void)domain, (void)binding_slot, (void)am;\n",
+                "    (void)dc, (void)e, (void)domain, (void)binding_slot, (void)am;\n"
+                "    if (events & E_TIMEOUT) {\n"
+                "        smtp_conn_set_deadline(conn, 1000);\n"
+                "        return SMTP_WANT_READ;\n"
+                "    }\n",
+            ),
+        ),
+    ),
+    # ---- caps ------------------------------------------------------------
+    Spec(
+        "line-cap-dropped",
+        "a reply line is not capped at 4 KiB: only the 68 KiB buffer stops it",
+        c("reply-line-1MiB", "reply-line-100MiB", "reply-line-1MiB-to-the-body"),
+        (
+            reply(
+                "    if (avail >= SMTP__REPLY_LINE_MAX)\n",
+                "    if (0 && avail >= SMTP__REPLY_LINE_MAX)\n",
+            ),
+        ),
+    ),
+    Spec(
+        "line-count-uncapped",
+        "a reply's lines are not counted: only the 64 KiB byte cap stops it",
+        c("multi-line-reply-never-ends"),
+        (
+            reply(
+                "    if (scan->lines >= SMTP__REPLY_LINES_MAX)\n",
+                "    if (0 && scan->lines >= SMTP__REPLY_LINES_MAX)\n",
+            ),
+            reply(
+                "    for (int pass = 0; pass < SMTP__REPLY_LINES_MAX; pass++) {\n",
+                "    for (;;) {\n",
+            ),
+        ),
+    ),
+    Spec(
+        "reply-byte-cap-dropped",
+        "a reply is not capped at 64 KiB: one that fits the 68 KiB buffer is taken",
+        c("reply-just-over-64KiB"),
+        (
+            reply(
+                "    if (scan->scanned + avail >= SMTP__REPLY_MAX)\n",
+                "    if (0 && scan->scanned + avail >= SMTP__REPLY_MAX)\n",
+            ),
+            reply(
+                "    if (scan->scanned >= SMTP__REPLY_MAX)\n",
+                "    if (0 && scan->scanned >= SMTP__REPLY_MAX)\n",
+            ),
+            reply(
+                "        if (limit > SMTP__REPLY_MAX - start)\n",
+                "        if (0 && limit > SMTP__REPLY_MAX - start)\n",
+            ),
+        ),
+    ),
+    # ---- the server closes -----------------------------------------------
+    Spec(
+        "drop-is-permanent",
+        "a connection the server closes or resets fails its messages permanently",
+        c(
+            "closes-at-banner",
+            "closes-at-ehlo",
+            "closes-at-mail",
+            "closes-at-data",
+            "closes-at-rcpt",
+            "closes-mid-body",
+            "closes-between-body-and-reply",
+            "reset-mid-body",
+            "reset-between-body-and-reply",
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, NULL,\n"
+                "                               smtp__conn_stage(c));\n",
+                "        smtp__settle_unsettled(c, error == SMTP_ECLOSED\n"
+                "                               ? SMTP_OUTCOME_PERMANENT\n"
+                "                               : SMTP_OUTCOME_TRANSIENT, NULL,\n"
+                "                               smtp__conn_stage(c));\n",
+            ),
+        ),
+    ),
+    Spec(
+        "close-after-body-delivers",
+        "a close after the whole body, before its reply, counts as delivery",
+        c("closes-between-body-and-reply", "reset-between-body-and-reply"),
+        (
+            Edit(
+                "csrc/connection.c",
+                "        smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, NULL,\n"
+                "                               smtp__conn_stage(c));\n",
+                "        smtp__settle_unsettled(c, error == SMTP_ECLOSED &&\n"
+                "                               smtp__conn_stage(c) ==\n"
+                "                               SMTP_STAGE_CONFIRMATION\n"
+                "                               ? SMTP_OUTCOME_DELIVERED\n"
+                "                               : SMTP_OUTCOME_TRANSIENT, NULL,\n"
+                "                               smtp__conn_stage(c));\n",
+            ),
+        ),
+    ),
+    Spec(
+        "reset-is-io-error",
+        "a TCP reset is reported as an I/O error (SMTP_EIO), not as the server closing",
+        c("reset-mid-body", "reset-between-body-and-reply"),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "        return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED\n",
+                "        return errno == EPIPE ? SMTP_ECLOSED\n",
+            ),
+            Edit(
+                "csrc/reader.c",
+                "        return errno == ECONNRESET ? SMTP_ECLOSED : SMTP_EIO;\n",
+                "        return SMTP_EIO;\n",
+            ),
+        ),
+    ),
+    # ---- 421 -------------------------------------------------------------
+    Spec(
+        "421-is-permanent",
+        "a 421 fails everything unsettled permanently",
+        c(
+            "421-at-banner",
+            "421-at-ehlo",
+            "421-at-mail",
+            "421-at-data",
+            "421-at-rcpt",
+            "421-multi-line",
+            "421-mid-body",
+            "421-to-the-body",
+            "421-before-the-client",
+            "250-then-421",
+        ),
+        (
+            Edit(
+                "csrc/client_session.c",
+                "    smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, "
+                "&c->dc.last_reply,\n",
+                "    smtp__settle_unsettled(c, SMTP_OUTCOME_PERMANENT, "
+                "&c->dc.last_reply,\n",
+            ),
+        ),
+    ),
+    Spec(
+        "421-as-plain-refusal",
+        "a 421 is taken as an ordinary 4xx for what it answers, not as the "
+        "server closing for everything unsettled",
+        c("421-at-rcpt"),
+        (
+            Edit(
+                "csrc/client_session.c",
+                "    if (r == -421) {\n",
+                "    if (0 && r == -421) {\n",
+            ),
+        ),
+    ),
+    Spec(
+        "421-mid-body-missed",
+        "a write that fails while the body is sent does not look for the server's 421",
+        c("421-mid-body"),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "        if (n < 0 && smtp__take_421(c))\n",
+                "        if (0 && n < 0 && smtp__take_421(c))\n",
+            ),
+        ),
+    ),
+    Spec(
+        "421-before-command-missed",
+        "a 421 that arrives before a command is sent is a protocol error",
+        c("421-before-the-client"),
+        (
+            Edit(
+                "csrc/client_session.c",
+                "    if (r == SMTP_EPROTO && smtp__take_421(c))\n",
+                "    if (0 && r == SMTP_EPROTO && smtp__take_421(c))\n",
+            ),
+        ),
+    ),
+    Spec(
+        "421-after-250-fails-delivery",
+        "a 421 right behind the 250 to the body fails the message the 250 delivered",
+        c("250-then-421", "250-then-421-server-back"),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "    if (code > 0)\n        kind = SMTP_OUTCOME_DELIVERED;\n",
+                "    if (code > 0 && smtp__take_421(c))\n        return 0;\n"
+                "    if (code > 0)\n        kind = SMTP_OUTCOME_DELIVERED;\n",
+            ),
+        ),
+    ),
+    Spec(
+        "timeout-after-body-delivers",
+        "a body whose reply does not come before the deadline counts as delivered",
+        c("silent-after-the-body"),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "    if (!smtp__await_reply(c, events, ok, 3, &code, &ret))\n",
+                "    if (events & E_TIMEOUT)\n"
+                "        smtp__settle_accepted(c, SMTP_OUTCOME_DELIVERED,\n"
+                "                              SMTP_STAGE_CONFIRMATION);\n"
+                "    if (!smtp__await_reply(c, events, ok, 3, &code, &ret))\n",
+            ),
+        ),
+    ),
+    # ---- the body deadline -----------------------------------------------
+    Spec(
+        "body-deadline-ignores-progress",
+        "the body deadline fails the message even when the server read "
+        "since the last look",
+        c("slow-reader"),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "        if (left >= c->txn.body_unacked)\n",
+                "        if (1 || left >= c->txn.body_unacked)\n",
+            ),
+        ),
+    ),
+    Spec(
+        "body-deadline-ignored",
+        "the body deadline re-arms even when the server read nothing, so a "
+        "server that stops reading holds the message for ever",
+        c("stops-reading"),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "        if (left >= c->txn.body_unacked)\n",
+                "        if (0 && left >= c->txn.body_unacked)\n",
+            ),
+        ),
+    ),
+]
