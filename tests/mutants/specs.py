@@ -1,5 +1,7 @@
-"""The mutants of the hostile-server cases (issue 6, item 7), as text
-replacements: scripts/mutant_patches.py turns each into its .patch file.
+"""The mutants of the hostile-server cases and of the rules on the caller's
+input (issue 6, items 1, 4 and 7), as text replacements:
+scripts/mutant_patches.py turns each into its .patch file.  (The workers'
+two mutants are written by hand.)
 
 Each mutant breaks one engine behaviour in csrc/ that a case of
 tests/test_hostile.py guards, and names the cases that must then fail.  A
@@ -464,5 +466,194 @@ SPECS = [
                 "        if (0 && left >= c->txn.body_unacked)\n",
             ),
         ),
+    ),
+    # ---- bad input from the caller (issue 6, item 4) ---------------------
+    Spec(
+        "c-address-control-bytes",
+        "the C envelope check lets CR, LF and other control bytes through",
+        ("tests/test_c_programs.py::test_c_program_passes[test_submit_rules]",),
+        (
+            Edit(
+                "csrc/scheduler.c",
+                "if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')",
+                "if (ch == '<' || ch == '>')",
+            ),
+        ),
+        build="c",
+    ),
+    Spec(
+        "c-no-recipient",
+        "the C envelope check takes a message with no recipients",
+        ("tests/test_c_programs.py::test_c_program_passes[test_submit_rules]",),
+        (
+            Edit(
+                "csrc/scheduler.c",
+                "if (msg->nrecipients == 0 || msg->recipients == NULL)",
+                "if (msg->recipients == NULL)",
+            ),
+        ),
+        build="c",
+    ),
+    Spec(
+        "c-body-not-regular-file",
+        "a FIFO or directory is taken as a message file",
+        ("tests/test_c_programs.py::test_c_program_passes[test_submit_rules]",),
+        (
+            Edit(
+                "csrc/scheduler.c",
+                "if (!S_ISREG(st.st_mode))",
+                "if (0 && !S_ISREG(st.st_mode))",
+            ),
+        ),
+        build="c",
+    ),
+    Spec(
+        "c-ehlo-name",
+        "the C destination check lets any EHLO name through",
+        ("tests/test_c_programs.py::test_c_program_passes[test_submit_rules]",),
+        (
+            Edit(
+                "csrc/scheduler.c",
+                "if (dest->helo != NULL && !token_is_clean(dest->helo, 255))",
+                "if (dest->helo != NULL && dest->helo[0] == '\\0')",
+            ),
+        ),
+        build="c",
+    ),
+    Spec(
+        "py-address-control-bytes",
+        "Message() accepts control bytes in an address",
+        ("tests/test_delivery.py::test_address_with_space_or_control_is_refused",),
+        (
+            Edit(
+                "python/smtpstate/delivery.py",
+                '_ADDRESS_FORBIDDEN = re.compile("[\\x00-\\x1f\\x7f<>]")',
+                '_ADDRESS_FORBIDDEN = re.compile("[<>]")',
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-empty-recipients",
+        "Message() accepts an empty recipient list",
+        (
+            "tests/test_delivery.py::test_bad_envelope_is_refused_before_anything_is_sent",
+        ),
+        (
+            Edit(
+                "python/smtpstate/delivery.py",
+                "        if not recipients:\n            raise",
+                "        if False:\n            raise",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-message-data-type",
+        "Message() accepts data that is neither bytes nor a readable file",
+        (
+            "tests/test_delivery.py::test_message_that_is_not_bytes_or_a_readable_file_is_refused",
+        ),
+        (
+            Edit(
+                "python/smtpstate/delivery.py",
+                "elif not isinstance(data, bytes | bytearray | memoryview):",
+                "elif False:",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "state-missing-callback",
+        "a state without a callback is registered",
+        (
+            "tests/test_state_table.py::test_missing_callback_is_refused_and_changes_nothing",
+            "tests/test_c_programs.py::test_c_program_passes[test_state_table]",
+        ),
+        (
+            Edit(
+                "csrc/state_table.c",
+                "    if (state->callback == NULL)\n",
+                "    if (0)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "state-bad-name",
+        "a state with an invalid name is registered",
+        ("tests/test_state_table.py::test_bad_name_is_refused_and_changes_nothing",),
+        (
+            Edit(
+                "csrc/state_table.c",
+                "if (state->name == NULL || !name_is_valid(state->name))",
+                "if (state->name == NULL || (0 && !name_is_valid(state->name)))",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "state-unknown-insert-after",
+        "insert_after naming no registered state is accepted",
+        (
+            "tests/test_state_table.py::test_unknown_insert_after_is_refused_and_changes_nothing",
+        ),
+        (
+            Edit(
+                "csrc/state_table.c",
+                "        registered_slot(insert_after) == NULL)\n",
+                "        registered_slot(insert_after) == NULL && 0)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "owner-thread",
+        "any thread may register states and run deliveries",
+        (
+            "tests/test_state_table.py::test_registration_from_another_thread_is_refused",
+            "tests/test_delivery.py::test_delivery_from_another_thread_is_refused",
+        ),
+        (
+            Edit(
+                "csrc/library.c",
+                "    return pthread_equal(owner_thread, pthread_self()) != 0;",
+                "    return true;",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-exception-not-contained",
+        "an exception from a Python state is swallowed instead of failing its "
+        "connection",
+        (
+            "tests/test_delivery.py::test_exception_fails_only_its_connection_and_others_go_on",
+        ),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                "    except Exception as exc:\n"
+                "        _contain(registration, session, exc)\n"
+                "        return False, None",
+                "    except Exception:\n        return False, None",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-odd-return-passed-on",
+        "a Python callback's return value is converted with int() instead of checked",
+        ("tests/test_delivery.py::test_callable_returning_nonsense_is_contained",),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                "    if isinstance(wanted, int) and wanted and "
+                "not wanted & ~_WANT_BITS:\n"
+                "        return int(wanted)",
+                "    if True:\n        return int(wanted)",
+            ),
+        ),
+        build="full",
     ),
 ]
