@@ -18,16 +18,7 @@ import test_hostile
 from driver import ROOT
 
 # Cases no single mutant can make fail, and why.
-UNGUARDED = {
-    "code-below-200": "two checks refuse it, each alone: the scan's range "
-    "check and the rule that a positive reply must answer its command",
-    "two-digit-code": "two checks refuse it, each alone: the digit check and "
-    "the separator check",
-    "multi-line-reply-stalls": "banner-waited-for-ever hangs it as it hangs "
-    "never-speaks; naming both would cost another minute of the run",
-    "reply-of-1MiB-of-lines": "the 64 KiB reply cap and the 68 KiB buffer cap "
-    "end it alike; reply-just-over-64KiB tells them apart",
-}
+UNGUARDED = {}
 
 
 def load_runner():

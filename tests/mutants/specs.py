@@ -154,6 +154,48 @@ SPECS = [
         ),
     ),
     Spec(
+        "code-below-200-taken",
+        "a code under 200 passes both the range check and the rule that a "
+        "positive reply must answer its command",
+        c("code-below-200"),
+        (
+            reply(
+                "    if (code < 200 || code > 599)\n",
+                "    if (0 && (code < 200 || code > 599))\n",
+            ),
+            Edit(
+                "csrc/client_session.c",
+                "    if (r < 0 && -r < 400) {\n",
+                "    if (0 && r < 0 && -r < 400) {\n",
+            ),
+        ),
+    ),
+    Spec(
+        "two-digit-code-taken",
+        "a two-digit code passes the digit check, the separator check and "
+        "the rule that a positive reply must answer its command",
+        c("two-digit-code"),
+        (
+            Edit(
+                "csrc/client_session.c",
+                "    if (r < 0 && -r < 400) {\n",
+                "    if (0 && r < 0 && -r < 400) {\n",
+            ),
+            reply(
+                "        if (!is_digit(p[i]))\n",
+                "        if (0 && !is_digit(p[i]))\n",
+            ),
+            reply(
+                "    if (n == CODE_LEN || p[CODE_LEN] == '-' || p[CODE_LEN] == ' ')\n",
+                "    if (n >= CODE_LEN)\n",
+            ),
+            reply(
+                "    if (n == CODE_LEN || line[CODE_LEN] == ' ')\n",
+                "    if (n == CODE_LEN || line[CODE_LEN] != '-')\n",
+            ),
+        ),
+    ),
+    Spec(
         "empty-line-skipped",
         "an empty reply line is skipped instead of refused",
         c("empty-reply-line"),
@@ -227,8 +269,8 @@ SPECS = [
     Spec(
         "banner-waited-for-ever",
         "the banner deadline re-arms instead of failing, so a server that "
-        "never speaks holds the connection for ever",
-        c("never-speaks"),
+        "never speaks, or never ends its reply, holds the connection for ever",
+        c("never-speaks", "multi-line-reply-stalls"),
         (
             Edit(
                 "csrc/client_session.c",
@@ -265,6 +307,31 @@ SPECS = [
             reply(
                 "    for (int pass = 0; pass < SMTP__REPLY_LINES_MAX; pass++) {\n",
                 "    for (;;) {\n",
+            ),
+        ),
+    ),
+    Spec(
+        "reply-and-buffer-caps-dropped",
+        "neither the 64 KiB reply cap nor the receive buffer's cap holds: a "
+        "reply of 1 MiB of lines grows the buffer until the line count stops it",
+        c("reply-of-1MiB-of-lines"),
+        (
+            reply(
+                "    if (scan->scanned + avail >= SMTP__REPLY_MAX)\n",
+                "    if (0 && scan->scanned + avail >= SMTP__REPLY_MAX)\n",
+            ),
+            reply(
+                "    if (scan->scanned >= SMTP__REPLY_MAX)\n",
+                "    if (0 && scan->scanned >= SMTP__REPLY_MAX)\n",
+            ),
+            reply(
+                "        if (limit > SMTP__REPLY_MAX - start)\n",
+                "        if (0 && limit > SMTP__REPLY_MAX - start)\n",
+            ),
+            Edit(
+                "csrc/reader.c",
+                "    if (cap > RBUF_MAX)\n",
+                "    if (0 && cap > RBUF_MAX)\n",
             ),
         ),
     ),
