@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import smtpstate.cli
+import smtpstate.envelope
 from canonical import canonical_body
 from driver import parse_line
 from servers import Script
@@ -42,7 +43,7 @@ def test_no_arguments_sends_the_samples_to_the_embedded_sink(tmp_path):
     assert len(stored) == 4
     received = {p.read_bytes() for p in stored}
     for sample in sorted(SAMPLES.glob("*.eml")):
-        expected = smtpstate.cli._without_bcc(sample.read_bytes())
+        expected = smtpstate.envelope._without_bcc(sample.read_bytes())
         assert canonical_body(expected) in received
     envelopes = [json.loads(p.read_text()) for p in sink_dir.glob("*.json")]
     group = next(e for e in envelopes if e["mail_from"] == "carol@sender.example")
