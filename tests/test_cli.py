@@ -241,3 +241,60 @@ def test_existing_file_as_sink_dir_is_a_usage_error(tmp_path):
     target.write_text("x")
     out = smtpstate_cmd("--sink-dir", str(target))
     assert out.returncode == 64 and "--sink-dir" in out.stderr
+
+
+def test_dash_t_sends_utf8_header_addresses_as_given_with_to(
+    tmp_path, scripted_server_factory
+):
+    """RFC 6532: header bytes are UTF-8; an address from the headers goes
+    on the wire byte for byte as the same address given with --to."""
+    server = scripted_server_factory(Script())
+    data = (
+        "From: Zoë <zoë@client.test>\r\nTo: Jörg <jörg@r.test>\r\n"
+        'Cc: "Ĳsbrand" <ĳs@r.test>\r\nSubject: é\r\n\r\nx\r\n'
+    ).encode()
+    headers = write(tmp_path, "h.eml", data)
+    plain = write(tmp_path, "p.eml", b"Subject: p\r\n\r\nx\r\n")
+    out = smtpstate_cmd("--server", f"127.0.0.1:{server.port}", "-t", headers)
+    assert out.returncode == 0, out.stderr
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "--from", "zoë@client.test",
+        "--to", "jörg@r.test", "--to", "ĳs@r.test", plain,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    by_header, by_option = server.wait_for_messages(2)
+    assert by_header.data == data
+    wire = [
+        [line for line in s.commands if line[:4] in (b"MAIL", b"RCPT")]
+        for s in server.wait_for_closed_sessions(2)
+    ]
+    expected = [
+        "MAIL FROM:<zoë@client.test>\r\n".encode(),
+        "RCPT TO:<jörg@r.test>\r\n".encode(),
+        "RCPT TO:<ĳs@r.test>\r\n".encode(),
+    ]
+    assert wire == [expected, expected]
+    assert by_header.rcpts == by_option.rcpts == ("jörg@r.test", "ĳs@r.test")
+    assert [x["rcpt"] for x in outcome_lines(out.stdout)] == [
+        "jörg@r.test",
+        "ĳs@r.test",
+    ]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"To: J\xf6rg <j\xf6rg@r.test>", b"From: \xff@x.test", b"Bcc: b\xc3@r.test"],
+)
+def test_dash_t_invalid_utf8_in_an_address_field_is_a_usage_error(
+    field, tmp_path, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    data = b"From: a@x.test\r\nTo: r@x.test\r\n" + field + b"\r\n\r\nx\r\n"
+    if field.startswith(b"From"):
+        data = data.replace(b"From: a@x.test\r\n", b"")
+    path = write(tmp_path, "bad.eml", data)
+    out = smtpstate_cmd("--server", f"127.0.0.1:{server.port}", "-t", path)
+    assert out.returncode == 64, out.stderr
+    assert path in out.stderr and "UTF-8" in out.stderr
+    assert "\ufffd" not in out.stderr + out.stdout
+    assert server.sessions == []

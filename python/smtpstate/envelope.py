@@ -3,6 +3,12 @@
 The recipients come from To, Cc and Bcc, the sender from Return-Path,
 else Sender, else a single From; the Bcc fields are removed from the
 bytes, which are otherwise sent as they are.
+
+The fields read for the envelope are decoded as UTF-8 (RFC 6532), so an
+address taken from them reaches the wire with the same bytes as when it
+is given on the command line; an address holding bytes that are not
+UTF-8 is refused rather than guessed at.  The bytes sent are the file's:
+nothing is re-encoded.
 """
 
 from __future__ import annotations
@@ -10,8 +16,6 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Sequence
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
 
 class EnvelopeError(ValueError):
@@ -50,27 +54,80 @@ def _without_bcc(data: bytes) -> bytes:
     return b"".join(kept) + rest
 
 
-def _addresses(values: Sequence[str]) -> list[str]:
-    return [addr for _, addr in email.utils.getaddresses(list(values)) if addr]
+_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):")
+_ENVELOPE_FIELDS = ("to", "cc", "bcc", "return-path", "sender", "from")
+# What surrogateescape makes of bytes that are not UTF-8.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+# A field: its name as written and its unfolded value, decoded.
+_Field = tuple[str, str]
+
+
+def _envelope_fields(lines: Sequence[bytes]) -> dict[str, list[_Field]]:
+    """The fields the envelope comes from, by lower-case name.
+
+    Values are decoded as UTF-8 with undecodable bytes kept as surrogates:
+    a display name in another charset does not matter to the envelope, an
+    address holding such bytes is refused where it is taken (`_address`).
+    """
+    found: dict[str, list[_Field]] = {name: [] for name in _ENVELOPE_FIELDS}
+    raw: list[tuple[bytes, bytearray]] = []
+    current: bytearray | None = None
+    for line in lines:
+        text = line.rstrip(b"\r\n")
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                current += text
+            continue
+        match = _FIELD_NAME.match(text)
+        # A line that is no field (an mbox "From " line, say) takes its
+        # continuation lines with it.
+        current = None if match is None else bytearray(text[match.end() :])
+        if match is not None:
+            raw.append((match.group(1), current))
+    for name, value in raw:
+        key = name.decode("ascii").lower()
+        if key in found:
+            text = bytes(value).decode("utf-8", "surrogateescape")
+            found[key].append((name.decode("ascii"), text))
+    return found
+
+
+def _address(name: str, address: str) -> str:
+    bad = _UNDECODABLE.search(address)
+    if bad:
+        raise EnvelopeError(
+            f"an address in the {name} field is not valid UTF-8 (byte "
+            f"0x{ord(bad.group()) - 0xDC00:02x}); header fields are read as "
+            "UTF-8 (RFC 6532)"
+        )
+    return address
+
+
+def _addresses(fields: Sequence[_Field]) -> list[str]:
+    return [
+        _address(name, address)
+        for name, value in fields
+        for _, address in email.utils.getaddresses([value])
+        if address
+    ]
 
 
 def from_headers(data: bytes) -> tuple[str, list[str], bytes]:
     """``sendmail -t``: (sender, recipients, bytes without Bcc)."""
     lines, _ = _header_lines(data)
-    fields = BytesHeaderParser(policy=compat32).parsebytes(b"".join(lines) + b"\n\n")
-    rcpts = _addresses(fields.get_all("To", []) + fields.get_all("Cc", [])
-                       + fields.get_all("Bcc", []))  # fmt: skip
+    fields = _envelope_fields(lines)
+    rcpts = _addresses(fields["to"] + fields["cc"] + fields["bcc"])
     if not rcpts:
         raise EnvelopeError("no recipients in To, Cc or Bcc")
-    return_path = fields.get_all("Return-Path", [])
-    senders = fields.get_all("Sender", [])
-    froms = _addresses(fields.get_all("From", []))
+    return_path = fields["return-path"]
+    senders = fields["sender"]
+    froms = _addresses(fields["from"])
     if len(return_path) > 1 or len(senders) > 1:
         raise EnvelopeError("more than one Return-Path or Sender field")
-    if return_path:
-        sender = email.utils.parseaddr(return_path[0])[1]
-    elif senders:
-        sender = email.utils.parseaddr(senders[0])[1]
+    if return_path or senders:
+        name, value = (return_path or senders)[0]
+        sender = _address(name, email.utils.parseaddr(value)[1])
     elif len(froms) == 1:
         sender = froms[0]
     elif not froms:
