@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -297,4 +298,67 @@ def test_dash_t_invalid_utf8_in_an_address_field_is_a_usage_error(
     assert out.returncode == 64, out.stderr
     assert path in out.stderr and "UTF-8" in out.stderr
     assert "\ufffd" not in out.stderr + out.stdout
+    assert server.sessions == []
+
+
+BIG = 96 << 20
+
+
+def big_message(path: pathlib.Path, headers: bytes) -> str:
+    """`headers`, an empty line and a body of BIG bytes in 78-byte lines."""
+    line = b"x" * 76 + b"\r\n"
+    block = line * (1 << 14)
+    with open(path, "wb") as f:
+        f.write(headers + b"\r\n")
+        for _ in range(BIG // len(block)):
+            f.write(block)
+    return str(path)
+
+
+@pytest.mark.parametrize("bcc", [False, True], ids=["no-bcc", "bcc"])
+def test_dash_t_streams_a_large_file(bcc, tmp_path, c_build, scripted_server_factory):
+    """-t reads only the header section: the command's peak RSS stays far
+    below the file's size, with a Bcc to remove or without."""
+    server = scripted_server_factory(Script(), max_message_bytes=2 * BIG)
+    headers = b"From: a@client.test\r\nTo: r@server.test\r\n"
+    if bcc:
+        headers += b"Bcc: hidden@server.test,\r\n more@server.test\r\n"
+    headers += b"Subject: big\r\n"
+    path = big_message(tmp_path / "big.eml", headers)
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    out = subprocess.run(
+        [str(c_build / "rusage-run"), sys.executable, "-m", "smtpstate",
+         "--server", f"127.0.0.1:{server.port}", "-t", path],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TMPDIR": str(spool)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (got,) = server.wait_for_messages(1, timeout=120)
+    expected_head = headers.replace(
+        b"Bcc: hidden@server.test,\r\n more@server.test\r\n", b""
+    )
+    assert got.data.startswith(expected_head + b"\r\n" + b"x" * 76 + b"\r\n")
+    assert len(got.data) == len(expected_head) + 2 + BIG - BIG % (78 << 14)
+    assert set(got.rcpts) == (
+        {"r@server.test", "hidden@server.test", "more@server.test"}
+        if bcc
+        else {"r@server.test"}
+    )
+    (rusage,) = [x for x in out.stderr.splitlines() if x.startswith("rusage ")]
+    peak = int(parse_line(rusage)["maxrss_kib"]) * 1024
+    assert peak < BIG / 2, f"peak RSS {peak >> 20} MiB for a {BIG >> 20} MiB file"
+    assert list(spool.iterdir()) == []  # the copy without Bcc is removed
+
+
+def test_dash_t_refuses_a_header_section_over_1_mib(tmp_path, scripted_server_factory):
+    server = scripted_server_factory(Script())
+    fold = b"".join(b" r%d@server.test,\r\n" % i for i in range(70_000))
+    data = b"From: a@client.test\r\nTo: r@server.test,\r\n" + fold + b"\r\nx\r\n"
+    assert len(data) > smtpstate.envelope.HEADER_MAX
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "-t", write(tmp_path, "h.eml", data)
+    )
+    assert out.returncode == 64, out.stderr
+    assert "header section" in out.stderr and "1,048,576" in out.stderr
     assert server.sessions == []

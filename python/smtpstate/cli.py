@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import pathlib
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import NoReturn
@@ -118,7 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
-def _messages(args: argparse.Namespace) -> list[tuple[str, Message]]:
+def _messages(
+    args: argparse.Namespace, cleanup: contextlib.ExitStack
+) -> list[tuple[str, Message]]:
+    """The messages to send; copies made for -t live until `cleanup` ends."""
     files = [pathlib.Path(f) for f in args.files]
     from_headers = args.from_headers
     if not files:
@@ -129,13 +134,18 @@ def _messages(args: argparse.Namespace) -> list[tuple[str, Message]]:
     if not from_headers and not (args.sender is not None and args.to):
         raise UsageError("give --from and --to, or -t")
     out = []
+    spool = None
+    if from_headers:
+        spool = cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix="smtpstate-t-")
+        )
     for path in files:
         if not path.is_file():
             raise UsageError(f"{path}: not a readable file")
         try:
-            if from_headers:
-                sender, rcpts, data = envelope.from_headers(path.read_bytes())
-                out.append((str(path), Message(sender, rcpts, data, id=str(path))))
+            if spool is not None:
+                sender, rcpts, send = envelope.from_file(str(path), spool)
+                out.append((str(path), Message(sender, rcpts, send, id=str(path))))
             else:
                 out.append(
                     (str(path), Message(args.sender, args.to, path, id=str(path)))
@@ -296,19 +306,19 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
         _check_options(args)
         _load_states(args.state)
-        items = _messages(args)
-        if args.server:
-            host, port = _server(args.server)
-            results = asyncio.run(_send(args, items, host, port))
-        else:
-            try:
-                sink = EmbeddedSink(args.sink_dir)
-            except OSError as exc:
-                raise UsageError(f"--sink-dir: {exc}") from None
-            with sink:
-                print(
-                    f"sink=127.0.0.1:{sink.port} folder={sink.folder}", file=sys.stderr
-                )
+        with contextlib.ExitStack() as cleanup:
+            items = _messages(args, cleanup)
+            if args.server:
+                host, port = _server(args.server)
+                results = asyncio.run(_send(args, items, host, port))
+            else:
+                try:
+                    sink = EmbeddedSink(args.sink_dir)
+                except OSError as exc:
+                    raise UsageError(f"--sink-dir: {exc}") from None
+                cleanup.enter_context(sink)
+                print(f"sink=127.0.0.1:{sink.port} folder={sink.folder}",
+                      file=sys.stderr)  # fmt: skip
                 results = asyncio.run(_send(args, items, "127.0.0.1", sink.port))
     except (UsageError, InvalidArgumentError) as exc:
         print(f"smtpstate: {exc}", file=sys.stderr)

@@ -4,6 +4,11 @@ The recipients come from To, Cc and Bcc, the sender from Return-Path,
 else Sender, else a single From; the Bcc fields are removed from the
 bytes, which are otherwise sent as they are.
 
+Only the header section is read, at most `HEADER_MAX` bytes of it, so a
+file of any size costs the same memory as without ``-t``.  Without a Bcc
+field the file itself is sent; with one, a copy without it is written to
+a spool folder, streamed, and sent instead.
+
 The fields read for the envelope are decoded as UTF-8 (RFC 6532), so an
 address taken from them reaches the wire with the same bytes as when it
 is given on the command line; an address holding bytes that are not
@@ -14,8 +19,16 @@ nothing is re-encoded.
 from __future__ import annotations
 
 import email.utils
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
+
+#: The most header bytes read to find the envelope.  Far above real
+#: headers, low enough that a file with no empty line is not read whole.
+HEADER_MAX = 1 << 20
+_COPY_CHUNK = 1 << 20
 
 
 class EnvelopeError(ValueError):
@@ -39,10 +52,8 @@ def _header_lines(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, data[at:]
 
 
-def _without_bcc(data: bytes) -> bytes:
-    """The message with its Bcc header fields (and their continuation
-    lines) removed; every other byte is kept."""
-    lines, rest = _header_lines(data)
+def _without_bcc_lines(lines: Sequence[bytes]) -> list[bytes]:
+    """The header lines but the Bcc fields' (continuation lines too)."""
     kept: list[bytes] = []
     dropping = False
     for line in lines:
@@ -51,7 +62,14 @@ def _without_bcc(data: bytes) -> bytes:
         dropping = line[:4].lower() == b"bcc:"
         if not dropping:
             kept.append(line)
-    return b"".join(kept) + rest
+    return kept
+
+
+def _without_bcc(data: bytes) -> bytes:
+    """The message with its Bcc header fields (and their continuation
+    lines) removed; every other byte is kept."""
+    lines, rest = _header_lines(data)
+    return b"".join(_without_bcc_lines(lines)) + rest
 
 
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):")
@@ -113,9 +131,8 @@ def _addresses(fields: Sequence[_Field]) -> list[str]:
     ]
 
 
-def from_headers(data: bytes) -> tuple[str, list[str], bytes]:
-    """``sendmail -t``: (sender, recipients, bytes without Bcc)."""
-    lines, _ = _header_lines(data)
+def _envelope(lines: Sequence[bytes]) -> tuple[str, list[str]]:
+    """(sender, recipients) from the header lines."""
     fields = _envelope_fields(lines)
     rcpts = _addresses(fields["to"] + fields["cc"] + fields["bcc"])
     if not rcpts:
@@ -137,4 +154,28 @@ def from_headers(data: bytes) -> tuple[str, list[str], bytes]:
             f"the sender is ambiguous ({len(froms)} From addresses and "
             "no Sender or Return-Path)"
         )
-    return sender, list(dict.fromkeys(rcpts)), _without_bcc(data)
+    return sender, list(dict.fromkeys(rcpts))
+
+
+def from_file(path: str, spool: str) -> tuple[str, list[str], str]:
+    """``sendmail -t`` for the message file at `path`: (sender, recipients,
+    the path to send), the last being `path` itself when the header has
+    no Bcc field, else that of a copy without it in the folder `spool`."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_MAX)
+        lines, rest = _header_lines(head)
+        if not rest and f.read(1):
+            raise EnvelopeError(
+                f"no empty line ends the header section within its first "
+                f"{HEADER_MAX:,} bytes, the most -t reads"
+            )
+        sender, rcpts = _envelope(lines)
+        kept = _without_bcc_lines(lines)
+        if len(kept) == len(lines):
+            return sender, rcpts, path
+        f.seek(len(head) - len(rest))
+        fd, copy = tempfile.mkstemp(suffix=".eml", dir=spool)
+        with os.fdopen(fd, "wb") as out:
+            out.writelines(kept)
+            shutil.copyfileobj(f, out, _COPY_CHUNK)
+    return sender, rcpts, copy
