@@ -9,7 +9,8 @@
 With no ``--server`` an embedded aiosmtpd sink on loopback receives the
 messages and keeps them in a folder it names.  One ``key=value`` line per
 recipient outcome goes to standard output.  Exit status: 0 all delivered,
-75 only transient failures, 1 any permanent failure, 64 usage error.
+75 only transient failures, 1 any permanent failure, 64 usage error, 130
+interrupted (a recipient without a line has no known result).
 
 ``--workers N`` forks N sending processes once the ``--state`` modules are
 loaded, so each has them; the workers take messages from one queue kept by
