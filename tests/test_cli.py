@@ -143,6 +143,10 @@ def test_dash_t_sender_rules(headers, sender, tmp_path, scripted_server_factory)
         (["--json-events", "/nonexistent/dir/x.json", "-t", "@plain"], "--json-events"),
         (["-t", "@no-from"], "no sender"),
         (["--from", "a b@x.test", "--to", "b@x.test", "@plain"], "rule: address"),
+        (["--from", "a@x.test", "--to", "b@x.test"], "no FILE given"),
+        (["--to", "b@x.test"], "no FILE given"),
+        (["--from", "a@x.test"], "no FILE given"),
+        (["-t"], "no FILE given"),
     ],
 )
 def test_usage_errors_exit_64_and_send_nothing(

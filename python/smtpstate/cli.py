@@ -58,7 +58,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="smtpstate", description=__doc__.split("\n\n")[0])
-    p.add_argument("files", nargs="*", metavar="FILE", help="RFC 5322 messages")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="RFC 5322 messages; with no FILE and none of --from, --to and -t, "
+        "the bundled samples",
+    )
     p.add_argument("--from", dest="sender", metavar="ADDR", help="envelope sender")
     p.add_argument(
         "--to",
@@ -128,8 +134,16 @@ def _messages(
     files = [pathlib.Path(f) for f in args.files]
     from_headers = args.from_headers
     if not files:
+        # An envelope option without a FILE is most likely a forgotten
+        # argument: sending the samples to that server or address instead
+        # would be a silent accident.
+        if args.sender is not None or args.to or from_headers:
+            raise UsageError(
+                "no FILE given; the bundled samples are sent only when no "
+                "FILE and none of --from, --to and -t is given"
+            )
         files = sorted(SAMPLES.glob("*.eml"))
-        from_headers = not (args.sender and args.to)
+        from_headers = True
     if from_headers and (args.sender or args.to):
         raise UsageError("-t takes the envelope from the headers; drop --from/--to")
     if not from_headers and not (args.sender is not None and args.to):
