@@ -147,6 +147,10 @@ def test_dash_t_sender_rules(headers, sender, tmp_path, scripted_server_factory)
         (["--to", "b@x.test"], "no FILE given"),
         (["--from", "a@x.test"], "no FILE given"),
         (["-t"], "no FILE given"),
+        (["--progress", "-1", "-t", "@plain"], "--progress -1"),
+        (["--progress", "nan", "-t", "@plain"], "--progress nan"),
+        (["--progress", "inf", "-t", "@plain"], "--progress inf"),
+        (["--sink-dir", "sink", "-t", "@plain"], "--sink-dir"),
     ],
 )
 def test_usage_errors_exit_64_and_send_nothing(
@@ -366,3 +370,38 @@ def test_dash_t_refuses_a_header_section_over_1_mib(tmp_path, scripted_server_fa
     assert out.returncode == 64, out.stderr
     assert "header section" in out.stderr and "1,048,576" in out.stderr
     assert server.sessions == []
+
+
+@pytest.mark.parametrize(
+    ("option", "address", "message"),
+    [
+        ("--to", "a b@x.test", "--to 'a b@x.test' has a space"),
+        ("--to", "", "--to '' is empty"),
+        ("--from", "a<b@x.test", "--from 'a<b@x.test' contains '<'"),
+    ],
+)
+def test_a_bad_envelope_option_is_named_without_a_file(
+    option, address, message, tmp_path, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    path = write(tmp_path, "m.eml", b"Subject: x\r\n\r\nx\r\n")
+    envelope = {"--from": "a@x.test", "--to": "b@x.test", option: address}
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "--from", envelope["--from"],
+        "--to", envelope["--to"], path,
+    )  # fmt: skip
+    assert out.returncode == 64, out.stderr
+    assert out.stderr.startswith(f"smtpstate: {message}"), out.stderr
+    assert path not in out.stderr
+    assert server.sessions == []
+
+
+def test_help_is_plain_text_and_names_the_defaults():
+    out = smtpstate_cmd("--help")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "``" not in text
+    assert "port 25 by default" in text
+    assert "with no FILE and none of --from, --to and -t, the bundled samples" in text
+    assert "only without --server" in text
+    assert "130 interrupted" in text

@@ -57,7 +57,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="smtpstate", description=__doc__.split("\n\n")[0])
+    p = _Parser(
+        prog="smtpstate",
+        description="Send RFC 5322 files through the smtpstate engine to one "
+        "server, or to an embedded sink on loopback, and print one key=value "
+        "line per recipient.",
+        epilog="Exit status: 0 all delivered, 75 only transient failures, 1 any "
+        "permanent failure, 64 usage error (nothing sent), 130 interrupted (a "
+        "recipient without a line has no known result).",
+    )
     p.add_argument(
         "files",
         nargs="*",
@@ -83,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server",
         metavar="HOST[:PORT]",
-        help="deliver here instead of the embedded sink",
+        help="deliver here instead of the embedded sink (port 25 by default; "
+        "[V6]:PORT for IPv6)",
     )
     p.add_argument("--helo", metavar="NAME", help="the EHLO name")
     p.add_argument(
@@ -93,7 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import a module (name or .py path) that registers states",
     )
-    p.add_argument("--concurrency", type=int, default=20, metavar="N")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=20,
+        metavar="N",
+        help="connections at once (default 20)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -109,7 +124,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=SECONDS",
         help="a deadline, e.g. banner=30 or idle=5",
     )
-    p.add_argument("--sink-dir", metavar="DIR", help="folder for the embedded sink")
+    p.add_argument(
+        "--sink-dir",
+        metavar="DIR",
+        help="folder for the embedded sink (only without --server; default: a "
+        "new temporary folder)",
+    )
     p.add_argument(
         "--log-events",
         action="store_true",
@@ -122,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=PROGRESS_EVERY,
         metavar="SECONDS",
-        help="seconds between progress lines on standard error",
+        help="seconds between progress lines on standard error (default "
+        f"{PROGRESS_EVERY:g}; 0: after every message)",
     )
     return p  # fmt: skip
 
@@ -148,6 +169,8 @@ def _messages(
         raise UsageError("-t takes the envelope from the headers; drop --from/--to")
     if not from_headers and not (args.sender is not None and args.to):
         raise UsageError("give --from and --to, or -t")
+    if not from_headers:
+        _check_envelope_options(args.sender, args.to)
     out = []
     spool = None
     if from_headers:
@@ -168,6 +191,18 @@ def _messages(
         except (ValueError, TypeError, OSError) as exc:
             raise UsageError(f"{path}: {exc}") from None
     return out
+
+
+def _check_envelope_options(sender: str, rcpts: Sequence[str]) -> None:
+    """The --from/--to addresses, checked once and named as options: an
+    error here is no file's."""
+    try:
+        delivery._check_address("--from", sender)
+        for rcpt in rcpts:
+            if not delivery._check_address("--to", rcpt):
+                raise UsageError("--to '' is empty (rule: address)")
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 # ---- options -------------------------------------------------------------------
@@ -211,6 +246,16 @@ def _check_options(args: argparse.Namespace) -> None:
         not args.helo or any(ord(c) <= 0x20 or c in "<>\x7f" for c in args.helo)
     ):
         raise UsageError(f"--helo {args.helo!r}: no spaces, controls or brackets")
+    if not 0 <= args.progress <= 86400:  # also refuses nan
+        raise UsageError(
+            f"--progress {args.progress:g}: use 0 (after every message) to 86400 "
+            "seconds"
+        )
+    if args.sink_dir is not None and args.server:
+        raise UsageError(
+            "--sink-dir is for the embedded sink, which --server replaces; "
+            "drop one of them"
+        )
     if (
         args.sink_dir is not None
         and pathlib.Path(args.sink_dir).exists()
