@@ -405,3 +405,28 @@ def test_help_is_plain_text_and_names_the_defaults():
     assert "with no FILE and none of --from, --to and -t, the bundled samples" in text
     assert "only without --server" in text
     assert "130 interrupted" in text
+
+
+@pytest.mark.parametrize(
+    "bcc",
+    [b"Bcc : e@x.test", b"bcc\t:e@x.test", b"BCC \t : e@x.test,\r\n f@x.test"],
+    ids=["space", "tab", "folded"],
+)
+def test_dash_t_obsolete_bcc_with_space_before_colon_is_used_and_removed(
+    bcc, tmp_path, scripted_server_factory
+):
+    """RFC 5322 4.5.3 (obs-optional): WSP may come before the colon."""
+    server = scripted_server_factory(Script())
+    data = (
+        b"From: a@x.test\r\nTo: c@x.test\r\n" + bcc + b"\r\nCc : d@x.test\r\n\r\nB\r\n"
+    )
+    out = smtpstate_cmd(
+        "--server", f"127.0.0.1:{server.port}", "-t", write(tmp_path, "o.eml", data)
+    )
+    assert out.returncode == 0, out.stderr
+    (got,) = server.wait_for_messages(1)
+    assert got.data == b"From: a@x.test\r\nTo: c@x.test\r\nCc : d@x.test\r\n\r\nB\r\n"
+    expected = {"c@x.test", "d@x.test", "e@x.test"} | (
+        {"f@x.test"} if b"f@" in bcc else set()
+    )
+    assert set(got.rcpts) == expected

@@ -52,6 +52,16 @@ def _header_lines(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, data[at:]
 
 
+# RFC 5322's obsolete syntax (obs-optional) allows WSP before the colon,
+# so "Bcc : x" is a Bcc field too.
+_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+def _is_bcc(line: bytes) -> bool:
+    match = _FIELD_NAME.match(line)
+    return match is not None and match.group(1).lower() == b"bcc"
+
+
 def _without_bcc_lines(lines: Sequence[bytes]) -> list[bytes]:
     """The header lines but the Bcc fields' (continuation lines too)."""
     kept: list[bytes] = []
@@ -59,7 +69,7 @@ def _without_bcc_lines(lines: Sequence[bytes]) -> list[bytes]:
     for line in lines:
         if line[:1] in (b" ", b"\t") and dropping:
             continue
-        dropping = line[:4].lower() == b"bcc:"
+        dropping = _is_bcc(line)
         if not dropping:
             kept.append(line)
     return kept
@@ -72,7 +82,6 @@ def _without_bcc(data: bytes) -> bytes:
     return b"".join(_without_bcc_lines(lines)) + rest
 
 
-_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):")
 _ENVELOPE_FIELDS = ("to", "cc", "bcc", "return-path", "sender", "from")
 # What surrogateescape makes of bytes that are not UTF-8.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
