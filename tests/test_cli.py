@@ -378,6 +378,7 @@ def test_dash_t_refuses_a_header_section_over_1_mib(tmp_path, scripted_server_fa
         ("--to", "a b@x.test", "--to 'a b@x.test' has a space"),
         ("--to", "", "--to '' is empty"),
         ("--from", "a<b@x.test", "--from 'a<b@x.test' contains '<'"),
+        ("--to", "\udcffb@x.test", "--to b'\\xffb@x.test' is not valid UTF-8"),
     ],
 )
 def test_a_bad_envelope_option_is_named_without_a_file(

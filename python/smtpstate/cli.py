@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import importlib
 import importlib.util
+import os
 import pathlib
 import re
 import sys
@@ -196,13 +197,20 @@ def _messages(
 def _check_envelope_options(sender: str, rcpts: Sequence[str]) -> None:
     """The --from/--to addresses, checked once and named as options: an
     error here is no file's."""
-    try:
-        delivery._check_address("--from", sender)
-        for rcpt in rcpts:
-            if not delivery._check_address("--to", rcpt):
-                raise UsageError("--to '' is empty (rule: address)")
-    except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+    for option, value in [("--from", sender)] + [("--to", r) for r in rcpts]:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            # The command line's bytes were not UTF-8: show them as given.
+            raise UsageError(
+                f"{option} {os.fsencode(value)!r} is not valid UTF-8 (rule: address)"
+            ) from None
+        if option == "--to" and not value:
+            raise UsageError("--to '' is empty (rule: address)")
+        try:
+            delivery._check_address(option, value)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(str(exc)) from None
 
 
 # ---- options -------------------------------------------------------------------
