@@ -62,6 +62,31 @@ void smtp__conn_close(struct smtp__conn *c)
     smtp__sched_forget(c);
 }
 
+/* Appends '; received "..."' with the malformed reply's first bytes:
+ * printable ASCII as is, anything else (quote and backslash too) as \xNN,
+ * then "..." when the line went on.  At most 4 bytes per byte kept. */
+static void quote_bad_reply(struct smtp__conn *c)
+{
+    size_t at = strlen(c->error_text);
+    size_t room = sizeof(c->error_text);
+    unsigned n = c->bad_reply_len;
+
+    at += (size_t)snprintf(c->error_text + at, room - at, "; received \"");
+    for (unsigned i = 0; i < n && at + 5 < room; i++) {
+        unsigned char b = (unsigned char)c->bad_reply[i];
+        if (b >= 0x20 && b < 0x7f && b != '"' && b != '\\')
+            c->error_text[at++] = (char)b;
+        else
+            at += (size_t)snprintf(c->error_text + at, room - at, "\\x%02x",
+                                   b);
+    }
+    if (at < room)
+        snprintf(c->error_text + at, room - at, "\"%s",
+                 n == SMTP__BAD_REPLY_EXCERPT && c->bad_reply[n - 1] != '\n'
+                     ? "..." : "");
+    c->bad_reply_len = 0;
+}
+
 int smtp__conn_fail(struct smtp__conn *c, int error, const char *fmt, ...)
 {
     va_list ap;
@@ -72,6 +97,8 @@ int smtp__conn_fail(struct smtp__conn *c, int error, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->error_text, sizeof(c->error_text), fmt, ap);
     va_end(ap);
+    if (error == SMTP_EPROTO && c->bad_reply_len > 0)
+        quote_bad_reply(c);
     if (c->pub.state == NULL)
         smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, NULL,
                                SMTP_STAGE_NOT_CONNECTED);

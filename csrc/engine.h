@@ -17,6 +17,10 @@
 #include "internal.h"
 #include "reply.h"
 
+/* Bytes of a malformed reply quoted in the failure's text: enough to
+ * recognise what answered (an HTTP server, TLS bytes), never the flood. */
+#define SMTP__BAD_REPLY_EXCERPT 40
+
 /* A recipient's progress (smtp__msg.rcpt_status). */
 enum {
     RCPT_PENDING = 0,  /* not yet tried, or to try again */
@@ -124,7 +128,10 @@ struct smtp__conn {
     unsigned messages_started;
     unsigned transactions;       /* MAIL FROM replies read */
     int error;                   /* the reason for failing, SMTP_E* */
-    char error_text[160];
+    char error_text[256];        /* room for a malformed reply's excerpt */
+    /* The start of the last malformed reply line, for the reason text */
+    char bad_reply[SMTP__BAD_REPLY_EXCERPT];
+    unsigned char bad_reply_len;
 
     uint64_t deadline_ms;        /* 0: none */
     size_t heap_index;           /* position in the deadline heap */

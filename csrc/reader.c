@@ -91,11 +91,29 @@ static long receive(struct smtp__conn *c)
     }
 }
 
+/* Keeps the start of the line the scan refused, up to its LF, for
+ * smtp__conn_fail to quote. */
+static void keep_bad_line(struct smtp__conn *c)
+{
+    const char *line = c->rbuf + c->rstart + c->scan.scanned;
+    size_t n = c->rend - c->rstart - c->scan.scanned;
+    const char *lf;
+
+    if (n > SMTP__BAD_REPLY_EXCERPT)
+        n = SMTP__BAD_REPLY_EXCERPT;
+    lf = memchr(line, '\n', n);
+    if (lf != NULL)
+        n = (size_t)(lf - line) + 1;
+    memcpy(c->bad_reply, line, n);
+    c->bad_reply_len = (unsigned char)n;
+}
+
 static int take_reply(struct smtp__conn *c, long len, const int *codes,
                       size_t n)
 {
     smtp_reply *reply = &c->dc.last_reply;
 
+    c->bad_reply_len = 0;
     smtp__reply_extract(c->rbuf + c->rstart, (size_t)len, reply);
     c->rstart += (size_t)len;
     memset(&c->scan, 0, sizeof(c->scan));
@@ -121,6 +139,8 @@ SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
         long len = scan_buffered(c);
         if (len > 0)
             return take_reply(c, len, codes, n);
+        if (len == SMTP_EPROTO)
+            keep_bad_line(c);
         if (len < 0)
             return (int)len;
 

@@ -17,12 +17,14 @@
  * time, resident size), which benchmarks/scale.py reads.
  *
  * Exit status: 0 all delivered, 75 only transient failures, 1 any
- * permanent failure, 64 usage error.
+ * permanent failure, 64 usage error (with its reason); --help prints the
+ * usage and exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,35 +483,78 @@ static const char *timeout_names[SMTP_TIMEOUT_COUNT] = {
     "confirm", "rset", "quit", "tls", "idle", "custom",
 };
 
+/* A usage error: says why on stderr; the caller prints the usage. */
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("smtpstate-send: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
+}
+
+/* A whole decimal number in [min, max]: atoi would take "abc" as 0 and
+ * "70000" as a port, and say nothing. */
+static int number(const char *option, const char *text, long long min,
+                  long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+        return bad_usage("--%s %s: use %lld to %lld", option, text, min,
+                         max);
+    *out = v;
+    return 0;
+}
+
 static int set_timeout(smtp_config *cfg, const char *spec)
 {
     const char *eq = strchr(spec, '=');
+    long long ms;
 
     for (int i = 0; eq && i < SMTP_TIMEOUT_COUNT; i++) {
         if (strlen(timeout_names[i]) == (size_t)(eq - spec) &&
             strncmp(spec, timeout_names[i], (size_t)(eq - spec)) == 0) {
-            cfg->timeout_ms[i] = (unsigned)strtoul(eq + 1, NULL, 10);
+            char *end;
+
+            errno = 0;
+            ms = strtoll(eq + 1, &end, 10);
+            if (errno != 0 || end == eq + 1 || *end != '\0' || ms < 1 ||
+                ms > 86400000)
+                return bad_usage("bad --timeout %s: milliseconds from 1 "
+                                 "to 86400000", spec);
+            cfg->timeout_ms[i] = (unsigned)ms;
             return 0;
         }
     }
-    fprintf(stderr, "smtpstate-send: bad --timeout %s\n", spec);
-    return -1;
+    return bad_usage("bad --timeout %s: use KIND=MS, KIND one of connect, "
+                     "banner, ehlo, mail, rcpt, data, body, confirm, rset, "
+                     "quit, tls, idle, custom", spec);
 }
 
-static int usage(void)
+static void usage(FILE *out)
 {
-    fprintf(stderr,
-            "usage: smtpstate-send [--host H] --port P --from A --to B "
-            "[--to C ...]\n"
-            "       [--count N --size BYTES] [--concurrency C] "
-            "[--per-connection N]\n"
-            "       [--timeout KIND=MS] [--noop-after STATE] [--linger MS]\n"
-            "       [--rcpt-per-transaction N] [--pause-after N:MS] [--queue N]"
-            "\n       [--drain-after N] [--poll] [--vary-recipients] [--quiet]"
-            " [--trace]\n       [--wire] [--progress N] [FILE...]\n");
-    return 64;
+    fputs("usage: smtpstate-send [--host H] --port P --from A --to B "
+          "[--to C ...]\n"
+          "         (FILE... | --count N [--size BYTES])\n"
+          "         [--concurrency C] [--per-connection N] "
+          "[--rcpt-per-transaction N]\n"
+          "         [--queue N] [--timeout KIND=MS] [--noop-after STATE] "
+          "[--linger MS]\n"
+          "         [--pause-after N:MS] [--drain-after N] [--poll] "
+          "[--vary-recipients]\n"
+          "         [--quiet] [--trace] [--wire] [--progress N] [--help]\n",
+          out);
 }
 
+/* The options into `o` and `t`: 0, 1 for --help, -1 for a usage error
+ * (its reason already printed). */
 static int parse(int argc, char **argv, struct options *o, struct totals *t)
 {
     static const struct option longopts[] = {
@@ -523,63 +568,89 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"queue", 1, 0, 'Q'}, {"drain-after", 1, 0, 'D'},
         {"poll", 0, 0, 'O'}, {"wire", 0, 0, 'W'},
         {"vary-recipients", 0, 0, 'V'}, {"progress", 1, 0, 'G'},
-        {0, 0, 0, 0},
+        {"help", 0, 0, 'H'}, {0, 0, 0, 0},
     };
-    int ch;
+    const long long big = 1000000000LL; /* beyond any useful run */
+    long long v = 0;
+    int ch, end = 0;
 
     o->dest.host = "127.0.0.1";
     smtp_config_init(&o->cfg);
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        const char *name = NULL;
+        long long min = 1, max = big;
+
         switch (ch) {
-        case 'h': o->dest.host = optarg; break;
-        case 'p': o->dest.port = atoi(optarg); break;
-        case 'e': o->dest.helo = optarg; break;
-        case 'f': o->from = optarg; break;
+        case 'H': return 1;
+        case 'h': o->dest.host = optarg; continue;
+        case 'e': o->dest.helo = optarg; continue;
+        case 'f': o->from = optarg; continue;
         case 't':
             if (o->nto == MAX_RECIPIENTS)
-                return -1;
+                return bad_usage("more than %d --to", MAX_RECIPIENTS);
             o->to[o->nto++] = optarg;
-            break;
-        case 'n': o->count = atol(optarg); break;
-        case 's': o->size = (size_t)atol(optarg); break;
-        case 'c':
-            o->cfg.max_connections = (unsigned)atoi(optarg);
-            o->cfg.max_connections_per_destination = o->cfg.max_connections;
-            break;
-        case 'm':
-            o->cfg.max_messages_per_connection = (unsigned)atoi(optarg);
-            break;
-        case 'r':
-            o->cfg.max_recipients_per_transaction = (unsigned)atoi(optarg);
-            break;
+            continue;
         case 'T':
             if (set_timeout(&o->cfg, optarg) != 0)
                 return -1;
-            break;
-        case 'N': o->noop_after = optarg; break;
-        case 'L': o->linger_ms = atol(optarg); break;
-        case 'Q': o->cfg.queue_capacity = (size_t)atol(optarg); break;
-        case 'D': o->drain_after = (size_t)atol(optarg); break;
-        case 'O': o->poll_mode = 1; break;
-        case 'V': o->vary_recipients = 1; break;
-        case 'G': t->progress = strtoul(optarg, NULL, 10); break;
+            continue;
+        case 'N': o->noop_after = optarg; continue;
+        case 'O': o->poll_mode = 1; continue;
+        case 'V': o->vary_recipients = 1; continue;
         case 'W':
             t->trace = t->wire = 1;
             o->cfg.wire_trace = 1;
-            break;
+            continue;
+        case 'q': t->quiet = 1; continue;
+        case 'v': t->trace = 1; continue;
         case 'P':
-            if (sscanf(optarg, "%zu:%ld", &o->pause_after, &o->pause_ms) != 2)
-                return -1;
+            if (sscanf(optarg, "%zu:%ld%n", &o->pause_after, &o->pause_ms,
+                       &end) != 2 || optarg[end] != '\0' ||
+                o->pause_after == 0 || o->pause_ms < 0)
+                return bad_usage("--pause-after %s: use N:MS, N above 0",
+                                 optarg);
+            continue;
+        case 'p': name = "port", max = 65535; break;
+        case 'n': name = "count"; break;
+        case 's': name = "size", min = 0, max = 1LL << 30; break;
+        case 'c': name = "concurrency", max = 100000; break;
+        case 'm': name = "per-connection"; break;
+        case 'r': name = "rcpt-per-transaction"; break;
+        case 'L': name = "linger", min = 0, max = 86400000; break;
+        case 'Q': name = "queue"; break;
+        case 'D': name = "drain-after", min = 0; break;
+        case 'G': name = "progress", min = 0; break;
+        default: return -1; /* getopt said why */
+        }
+        if (number(name, optarg, min, max, &v) != 0)
+            return -1;
+        switch (ch) {
+        case 'p': o->dest.port = (int)v; break;
+        case 'n': o->count = (long)v; break;
+        case 's': o->size = (size_t)v; break;
+        case 'c':
+            o->cfg.max_connections = (unsigned)v;
+            o->cfg.max_connections_per_destination = (unsigned)v;
             break;
-        case 'q': t->quiet = 1; break;
-        case 'v': t->trace = 1; break;
-        default: return -1;
+        case 'm': o->cfg.max_messages_per_connection = (unsigned)v; break;
+        case 'r': o->cfg.max_recipients_per_transaction = (unsigned)v; break;
+        case 'L': o->linger_ms = (long)v; break;
+        case 'Q': o->cfg.queue_capacity = (size_t)v; break;
+        case 'D': o->drain_after = (size_t)v; break;
+        default: t->progress = (unsigned long)v; break;
         }
     }
-    if (o->from == NULL || o->nto == 0 || o->dest.port == 0)
-        return -1;
-    if ((o->count > 0) == (optind < argc))
-        return -1;
+    if (o->dest.port == 0)
+        return bad_usage("--port is required");
+    if (o->from == NULL)
+        return bad_usage("--from is required");
+    if (o->nto == 0)
+        return bad_usage("at least one --to is required");
+    if (o->count > 0 && optind < argc)
+        return bad_usage("--count generates the messages: give FILE... or "
+                         "--count N, not both");
+    if (o->count == 0 && optind == argc)
+        return bad_usage("give FILE... or --count N");
     return 0;
 }
 
@@ -609,8 +680,11 @@ int main(int argc, char **argv)
     struct options opts = {0};
     size_t n = 0;
 
-    if (parse(argc, argv, &opts, &totals) != 0)
-        return usage();
+    int parsed = parse(argc, argv, &opts, &totals);
+    if (parsed != 0) {
+        usage(parsed > 0 ? stdout : stderr);
+        return parsed > 0 ? 0 : 64;
+    }
     if (opts.noop_after && register_noop(opts.noop_after, &totals) != 0)
         return 64;
     opts.totals = &totals;

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 import smtpstate.cli
+import smtpstate.envelope
 from canonical import canonical_body
 from servers import Script
 
@@ -65,7 +66,7 @@ def test_corpus_with_dash_t_follows_the_manifest_envelopes(tmp_path):
         mail_from = "" if envelope["mail_from"] == "<>" else envelope["mail_from"]
         assert mail_from == entry["envelope"]["from"], path.name  # aiosmtpd: "<>"
         assert envelope["rcpt_tos"] == entry["envelope"]["to"], path.name
-        expected = smtpstate.cli._without_bcc(path.read_bytes())
+        expected = smtpstate.envelope._without_bcc(path.read_bytes())
         assert body == canonical_body(expected), path.name
         assert not re.search(rb"^Bcc:", body, re.IGNORECASE | re.MULTILINE)
 

@@ -9,7 +9,8 @@
 With no ``--server`` an embedded aiosmtpd sink on loopback receives the
 messages and keeps them in a folder it names.  One ``key=value`` line per
 recipient outcome goes to standard output.  Exit status: 0 all delivered,
-75 only transient failures, 1 any permanent failure, 64 usage error.
+75 only transient failures, 1 any permanent failure, 64 usage error, 130
+interrupted (a recipient without a line has no known result).
 
 ``--workers N`` forks N sending processes once the ``--state`` modules are
 loaded, so each has them; the workers take messages from one queue kept by
@@ -21,19 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email.utils
+import contextlib
 import importlib
 import importlib.util
+import os
 import pathlib
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import NoReturn
 
-from . import delivery
+from . import delivery, envelope
 from .delivery import Message, MessageResult, Outcome
 from .errors import InvalidArgumentError
 from .events import format_fields
@@ -57,8 +58,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="smtpstate", description=__doc__.split("\n\n")[0])
-    p.add_argument("files", nargs="*", metavar="FILE", help="RFC 5322 messages")
+    p = _Parser(
+        prog="smtpstate",
+        description="Send RFC 5322 files through the smtpstate engine to one "
+        "server, or to an embedded sink on loopback, and print one key=value "
+        "line per recipient.",
+        epilog="Exit status: 0 all delivered, 75 only transient failures, 1 any "
+        "permanent failure, 64 usage error (nothing sent), 130 interrupted (a "
+        "recipient without a line has no known result).",
+    )
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="RFC 5322 messages; with no FILE and none of --from, --to and -t, "
+        "the bundled samples",
+    )
     p.add_argument("--from", dest="sender", metavar="ADDR", help="envelope sender")
     p.add_argument(
         "--to",
@@ -77,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server",
         metavar="HOST[:PORT]",
-        help="deliver here instead of the embedded sink",
+        help="deliver here instead of the embedded sink (port 25 by default; "
+        "[V6]:PORT for IPv6)",
     )
     p.add_argument("--helo", metavar="NAME", help="the EHLO name")
     p.add_argument(
@@ -87,7 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import a module (name or .py path) that registers states",
     )
-    p.add_argument("--concurrency", type=int, default=20, metavar="N")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=20,
+        metavar="N",
+        help="connections at once (default 20)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -103,7 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=SECONDS",
         help="a deadline, e.g. banner=30 or idle=5",
     )
-    p.add_argument("--sink-dir", metavar="DIR", help="folder for the embedded sink")
+    p.add_argument(
+        "--sink-dir",
+        metavar="DIR",
+        help="folder for the embedded sink (only without --server; default: a "
+        "new temporary folder)",
+    )
     p.add_argument(
         "--log-events",
         action="store_true",
@@ -116,98 +143,48 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=PROGRESS_EVERY,
         metavar="SECONDS",
-        help="seconds between progress lines on standard error",
+        help="seconds between progress lines on standard error (default "
+        f"{PROGRESS_EVERY:g}; 0: after every message)",
     )
     return p  # fmt: skip
 
 
-# ---- envelopes ---------------------------------------------------------------
-
-_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
-
-
-def _header_lines(data: bytes) -> tuple[list[bytes], bytes]:
-    """The header's lines with their line ends, and everything after them
-    (the empty line that ends the header, then the body)."""
-    lines: list[bytes] = []
-    at = 0
-    for match in _LINE.finditer(data):
-        line = match.group(0)
-        if line.rstrip(b"\r\n") == b"":
-            break
-        lines.append(line)
-        at = match.end()
-    return lines, data[at:]
-
-
-def _without_bcc(data: bytes) -> bytes:
-    """The message with its Bcc header fields (and their continuation
-    lines) removed; every other byte is kept."""
-    lines, rest = _header_lines(data)
-    kept: list[bytes] = []
-    dropping = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and dropping:
-            continue
-        dropping = line[:4].lower() == b"bcc:"
-        if not dropping:
-            kept.append(line)
-    return b"".join(kept) + rest
-
-
-def _addresses(values: Sequence[str]) -> list[str]:
-    return [addr for _, addr in email.utils.getaddresses(list(values)) if addr]
-
-
-def envelope_from_headers(data: bytes, name: str) -> tuple[str, list[str], bytes]:
-    """``sendmail -t``: (sender, recipients, bytes without Bcc)."""
-    lines, _ = _header_lines(data)
-    fields = BytesHeaderParser(policy=compat32).parsebytes(b"".join(lines) + b"\n\n")
-    rcpts = _addresses(fields.get_all("To", []) + fields.get_all("Cc", [])
-                       + fields.get_all("Bcc", []))  # fmt: skip
-    if not rcpts:
-        raise UsageError(f"{name}: no recipients in To, Cc or Bcc")
-    return_path = fields.get_all("Return-Path", [])
-    senders = fields.get_all("Sender", [])
-    froms = _addresses(fields.get_all("From", []))
-    if len(return_path) > 1 or len(senders) > 1:
-        raise UsageError(f"{name}: more than one Return-Path or Sender field")
-    if return_path:
-        sender = email.utils.parseaddr(return_path[0])[1]
-    elif senders:
-        sender = email.utils.parseaddr(senders[0])[1]
-    elif len(froms) == 1:
-        sender = froms[0]
-    elif not froms:
-        raise UsageError(f"{name}: no sender: no Return-Path, Sender or From")
-    else:
-        raise UsageError(
-            f"{name}: the sender is ambiguous ({len(froms)} From addresses and "
-            "no Sender or Return-Path)"
-        )
-    return sender, list(dict.fromkeys(rcpts)), _without_bcc(data)
-
-
-def _messages(args: argparse.Namespace) -> list[tuple[str, Message]]:
+def _messages(
+    args: argparse.Namespace, cleanup: contextlib.ExitStack
+) -> list[tuple[str, Message]]:
+    """The messages to send; copies made for -t live until `cleanup` ends."""
     files = [pathlib.Path(f) for f in args.files]
     from_headers = args.from_headers
     if not files:
+        # An envelope option without a FILE is most likely a forgotten
+        # argument: sending the samples to that server or address instead
+        # would be a silent accident.
+        if args.sender is not None or args.to or from_headers:
+            raise UsageError(
+                "no FILE given; the bundled samples are sent only when no "
+                "FILE and none of --from, --to and -t is given"
+            )
         files = sorted(SAMPLES.glob("*.eml"))
-        from_headers = not (args.sender and args.to)
+        from_headers = True
     if from_headers and (args.sender or args.to):
         raise UsageError("-t takes the envelope from the headers; drop --from/--to")
     if not from_headers and not (args.sender is not None and args.to):
         raise UsageError("give --from and --to, or -t")
+    if not from_headers:
+        _check_envelope_options(args.sender, args.to)
     out = []
+    spool = None
+    if from_headers:
+        spool = cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix="smtpstate-t-")
+        )
     for path in files:
         if not path.is_file():
             raise UsageError(f"{path}: not a readable file")
         try:
-            if from_headers:
-                sender, rcpts, data = envelope_from_headers(
-                    path.read_bytes(), str(path)
-                )
-                out.append((str(path), Message(sender, rcpts, data, id=str(path))))
+            if spool is not None:
+                sender, rcpts, send = envelope.from_file(str(path), spool)
+                out.append((str(path), Message(sender, rcpts, send, id=str(path))))
             else:
                 out.append(
                     (str(path), Message(args.sender, args.to, path, id=str(path)))
@@ -215,6 +192,25 @@ def _messages(args: argparse.Namespace) -> list[tuple[str, Message]]:
         except (ValueError, TypeError, OSError) as exc:
             raise UsageError(f"{path}: {exc}") from None
     return out
+
+
+def _check_envelope_options(sender: str, rcpts: Sequence[str]) -> None:
+    """The --from/--to addresses, checked once and named as options: an
+    error here is no file's."""
+    for option, value in [("--from", sender)] + [("--to", r) for r in rcpts]:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            # The command line's bytes were not UTF-8: show them as given.
+            raise UsageError(
+                f"{option} {os.fsencode(value)!r} is not valid UTF-8 (rule: address)"
+            ) from None
+        if option == "--to" and not value:
+            raise UsageError("--to '' is empty (rule: address)")
+        try:
+            delivery._check_address(option, value)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(str(exc)) from None
 
 
 # ---- options -------------------------------------------------------------------
@@ -258,6 +254,16 @@ def _check_options(args: argparse.Namespace) -> None:
         not args.helo or any(ord(c) <= 0x20 or c in "<>\x7f" for c in args.helo)
     ):
         raise UsageError(f"--helo {args.helo!r}: no spaces, controls or brackets")
+    if not 0 <= args.progress <= 86400:  # also refuses nan
+        raise UsageError(
+            f"--progress {args.progress:g}: use 0 (after every message) to 86400 "
+            "seconds"
+        )
+    if args.sink_dir is not None and args.server:
+        raise UsageError(
+            "--sink-dir is for the embedded sink, which --server replaces; "
+            "drop one of them"
+        )
     if (
         args.sink_dir is not None
         and pathlib.Path(args.sink_dir).exists()
@@ -368,19 +374,19 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
         _check_options(args)
         _load_states(args.state)
-        items = _messages(args)
-        if args.server:
-            host, port = _server(args.server)
-            results = asyncio.run(_send(args, items, host, port))
-        else:
-            try:
-                sink = EmbeddedSink(args.sink_dir)
-            except OSError as exc:
-                raise UsageError(f"--sink-dir: {exc}") from None
-            with sink:
-                print(
-                    f"sink=127.0.0.1:{sink.port} folder={sink.folder}", file=sys.stderr
-                )
+        with contextlib.ExitStack() as cleanup:
+            items = _messages(args, cleanup)
+            if args.server:
+                host, port = _server(args.server)
+                results = asyncio.run(_send(args, items, host, port))
+            else:
+                try:
+                    sink = EmbeddedSink(args.sink_dir)
+                except OSError as exc:
+                    raise UsageError(f"--sink-dir: {exc}") from None
+                cleanup.enter_context(sink)
+                print(f"sink=127.0.0.1:{sink.port} folder={sink.folder}",
+                      file=sys.stderr)  # fmt: skip
                 results = asyncio.run(_send(args, items, "127.0.0.1", sink.port))
     except (UsageError, InvalidArgumentError) as exc:
         print(f"smtpstate: {exc}", file=sys.stderr)

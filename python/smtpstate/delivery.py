@@ -274,6 +274,7 @@ class _Engine:
         _Engine.live += 1
         self._ids = itertools.count(1)
         self._unsent: tuple[int, int, Any, Any] | None = None
+        self._refused: list[tuple[int, Any]] = []
         self.in_flight: dict[int, _InFlight] = {}
 
     def _build_config(self, s: Settings, with_events: bool) -> Any:
@@ -359,7 +360,16 @@ class _Engine:
             return False
         self._unsent = None
         if rc != 0:
-            raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
+            why = ffi.string(lib.smtp_last_error()).decode("utf-8", "replace")
+            if rc != lib.SMTP_EINVAL or not isinstance(message.data, str | os.PathLike):
+                raise error_from_code(rc, why)
+            # Message() found the file readable, so it went since: a local
+            # condition of this message alone, which may pass (transient),
+            # and the others' results must not be lost to an exception.
+            self._refused.append(
+                (index, self._finish(message, self._local_rows(message, rc, why)))
+            )
+            return True
         n = len(message.recipients)
         self.in_flight[msg_id] = _InFlight(index, message, keep, [None] * n, n)
         return True
@@ -387,6 +397,15 @@ class _Engine:
             keep = (cmsg, sender, rcpts, rcpt_array, buf)
         return index, msg_id, cmsg, keep
 
+    @staticmethod
+    def _local_rows(message: Message, rc: int, why: str) -> list[Any]:
+        """Rows for a message settled here, before any connection: every
+        recipient transient, with the error's name and reason."""
+        name = ffi.string(lib.smtp_error_name(rc)).decode()
+        row = (int(Outcome.TRANSIENT), 0, "", why, int(Stage.NOT_CONNECTED), "",
+               int(BounceClass.UNDETERMINED), name, 0)  # fmt: skip
+        return [row] * len(message.recipients)
+
     def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
         """One turn of the C loop; the messages that completed in it."""
         rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
@@ -398,7 +417,7 @@ class _Engine:
         c = self._collector
         if c.failed:
             raise SmtpStateError("out of memory while collecting outcomes")
-        done: list[tuple[int, MessageResult]] = []
+        done, self._refused = self._refused, []
         text = ffi.unpack(c.text, c.text_len) if c.text_len else b""
         for i in range(c.n_outcomes):
             finished = self._record(c.outcomes[i], text)
@@ -510,7 +529,10 @@ def deliver(
     file object ``json_events``.  Raises ``TypeError`` or
     :class:`~smtpstate.errors.InvalidArgumentError` for bad arguments before
     anything is sent, and :class:`~smtpstate.errors.WrongThreadError` off the
-    thread that imported smtpstate.
+    thread that imported smtpstate.  A message file that is gone or
+    unreadable by the time the engine takes it fails that message alone:
+    every recipient TRANSIENT, ``error="SMTP_EINVAL"``, stage 0, the
+    engine's reason as text; the others are still sent.
 
     ``workers=N`` (1 to 64) forks N worker processes, each with its own
     scheduler and a copy of the state table, that share the messages; the
