@@ -384,6 +384,14 @@ SMTP_API smtp_state *smtp_state_next(const smtp_state *state);
  * on (SMTP_STATE_SKIP) or fail the connection.  Called from a setup, it
  * takes effect when that setup returns.  Owner thread, during a callback
  * or setup of this connection.
+ *
+ * A custom state that jumps to SMTP_STATE_QUIT ends the session for its
+ * own reasons: every message still on the connection is settled at once,
+ * transiently, with error SMTP_ESTATE and a text naming the state; none
+ * is handed to another connection.  (The engine hands a message to a new
+ * connection only when its own session ended before the message's
+ * transaction started, and at most 3 times: then it settles it, with the
+ * text "the session ended before the transaction started, 3 times".)
  */
 SMTP_API void smtp_next_state(delivery_construct *dc, connection_handle *connh,
                               smtp_state *state, struct timeval *now);
