@@ -459,6 +459,13 @@ SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms);
  * its unsettled recipients).  The first outcome of a recipient wins;
  * later ones are ignored.  `reply` may be NULL (then the connection's
  * last error explains it).  Owner thread.
+ *
+ * `kind` is SMTP_OUTCOME_TRANSIENT or SMTP_OUTCOME_PERMANENT.  A message
+ * is delivered only when the engine's confirmation reads a 2xx to the end
+ * of its data (DESIGN 8), so SMTP_OUTCOME_DELIVERED, like any other
+ * value, is refused here: nothing is settled, and smtp_last_error_code()
+ * is SMTP_EINVAL with smtp_last_error() naming the rule (0 after an
+ * accepted call).
  */
 SMTP_API void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
                                int kind, const smtp_reply *reply, int stage);

@@ -87,3 +87,70 @@ def test_state_jumping_to_quit_settles_every_recipient_at_once(
     sessions = server.wait_for_closed_sessions(3)
     assert [s.verbs for s in sessions] == [("EHLO", "QUIT")] * 3
     assert server.messages == []
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [Outcome.DELIVERED, 1, 0, 4, 42, -1],
+    ids=["DELIVERED", "1", "0", "4", "42", "-1"],
+)
+def test_state_cannot_decide_delivered_or_an_unknown_outcome(
+    kind, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    refused: list[Exception] = []
+
+    def callback(session, events):
+        if session.read_reply(250) is None:
+            return
+        try:
+            session.fail(kind)
+        except smtpstate.InvalidArgumentError as exc:
+            refused.append(exc)
+        session.next()
+
+    registered(
+        SmtpState("py-claims", callback, setup=lambda s: s.send("NOOP")),
+        BuiltinState.SESSION_READY,
+    )
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    (error,) = refused
+    assert "rule:" in str(error) and "TRANSIENT or PERMANENT" in str(error)
+    # Refused, nothing settled: the engine delivered it, on the reply to
+    # the end of its data.
+    (rcpt,) = result.recipients
+    assert (rcpt.outcome, rcpt.code, rcpt.stage, rcpt.state) == (
+        Outcome.DELIVERED,
+        250,
+        smtpstate.Stage.CONFIRMATION,
+        "confirmation",
+    )
+    (received,) = server.wait_for_messages(1)
+    assert received.data == result.message.data
+
+
+@pytest.mark.parametrize("kind", [Outcome.TRANSIENT, Outcome.PERMANENT])
+def test_state_fails_the_batch_with_transient_or_permanent(
+    kind, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script(noop="250 2.0.0 but no"))
+
+    def callback(session, events):
+        if session.read_reply(250) is not None:
+            session.fail(kind)
+
+    registered(
+        SmtpState("py-fails", callback, setup=lambda s: s.send("NOOP")),
+        BuiltinState.SESSION_READY,
+    )
+    results = smtpstate.deliver(
+        messages(1, ("a@server.test", "b@server.test")), "127.0.0.1", server.port
+    )
+    for r in results[0].recipients:
+        assert (r.outcome, r.code, r.text, r.state) == (
+            kind,
+            250,
+            "2.0.0 but no",
+            "py-fails",
+        )
+    assert server.messages == []

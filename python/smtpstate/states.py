@@ -114,6 +114,8 @@ SKIP = lib.SMTP_STATE_SKIP
 WANT_READ = lib.SMTP_WANT_READ
 WANT_WRITE = lib.SMTP_WANT_WRITE
 _WANT_BITS = lib.SMTP_WANT_READ | lib.SMTP_WANT_WRITE
+# The outcomes Session.fail may decide (smtp_outcome_set's rule).
+_FAIL_KINDS = (lib.SMTP_OUTCOME_TRANSIENT, lib.SMTP_OUTCOME_PERMANENT)
 
 
 @dataclass(frozen=True)
@@ -257,9 +259,18 @@ class Session:
 
     def fail(self, outcome: int, stage: int | None = None) -> None:
         """Decides every unsettled recipient on the connection with the last
-        reply (``outcome`` is an :class:`~smtpstate.Outcome`), then closes."""
+        reply, then closes.  ``outcome`` is ``Outcome.TRANSIENT`` or
+        ``Outcome.PERMANENT``; anything else, ``Outcome.DELIVERED`` included
+        (only the server's 2xx to the end of the data delivers), raises
+        :class:`~smtpstate.errors.InvalidArgumentError` and settles nothing."""
         dc = self._need_dc()
         conn = self._live()
+        if isinstance(outcome, bool) or outcome not in _FAIL_KINDS:
+            raise InvalidArgumentError(
+                f"Session.fail({outcome!r}): a state decides TRANSIENT or "
+                "PERMANENT only (rule: only a 2xx to the end of the data makes "
+                "DELIVERED)"
+            )
         if stage is None:
             stage = conn.state.tostage(conn.state, conn) if conn.state.tostage else 22
         lib.smtp_outcome_set(
