@@ -3,6 +3,12 @@ does when a state breaks the rules: against real loopback servers."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
+import time
+
 import pytest
 
 import smtpstate
@@ -154,3 +160,95 @@ def test_state_fails_the_batch_with_transient_or_permanent(
             "py-fails",
         )
     assert server.messages == []
+
+
+def _interrupting_state(how: str, where: str) -> SmtpState:
+    """A state after SESSION_READY that is interrupted in `where` (setup or
+    callback): by a real SIGINT to this process, or by sys.exit."""
+
+    def interrupt(session):
+        if how == "sigint":
+            os.kill(os.getpid(), signal.SIGINT)
+            # The handler runs at the next bytecode: this line never ends.
+            time.sleep(0.2)
+        else:
+            sys.exit(3)
+
+    def setup(session):
+        if where == "setup":
+            interrupt(session)
+        session.wake()
+        return smtpstate.WANT_READ
+
+    def callback(session, events):
+        interrupt(session)
+        session.next()
+
+    return SmtpState("py-interrupted", callback, setup=setup)
+
+
+INTERRUPTS = [
+    (how, where) for how in ("sigint", "exit") for where in ("setup", "callback")
+]
+RAISED = {"sigint": KeyboardInterrupt, "exit": SystemExit}
+
+
+@pytest.mark.parametrize(("how", "where"), INTERRUPTS)
+def test_interrupt_in_a_state_reaches_the_caller_of_deliver(
+    how, where, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    registered(_interrupting_state(how, where), BuiltinState.SESSION_READY)
+    with pytest.raises(RAISED[how]):
+        smtpstate.deliver(messages(3), "127.0.0.1", server.port, concurrency=1)
+    # The interrupted connection was failed and closed at once; the engine
+    # was closed when the turn returned, so no message was sent.
+    sessions = server.wait_for_closed_sessions(1)
+    assert sessions[0].verbs == ("EHLO",)
+    assert all("MAIL" not in s.verbs for s in sessions)
+    assert server.messages == []
+
+
+@pytest.mark.parametrize(("how", "where"), INTERRUPTS)
+def test_interrupt_in_a_state_reaches_the_caller_of_deliver_async(
+    how, where, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    registered(_interrupting_state(how, where), BuiltinState.SESSION_READY)
+
+    async def run() -> list:
+        return [
+            r
+            async for r in smtpstate.deliver_async(
+                messages(3), "127.0.0.1", server.port, concurrency=1
+            )
+        ]
+
+    with pytest.raises(RAISED[how]):
+        asyncio.run(run())
+    assert server.messages == []
+
+
+def test_delivery_after_an_interrupt_is_not_interrupted(
+    scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    fired: list[int] = []
+
+    def callback(session, events):
+        if not fired:
+            fired.append(session.session_id)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        session.next()
+
+    def setup(session):
+        session.wake()
+        return smtpstate.WANT_READ
+
+    registered(SmtpState("py-once", callback, setup=setup), BuiltinState.SESSION_READY)
+    with pytest.raises(KeyboardInterrupt):
+        smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    results = smtpstate.deliver(messages(2), "127.0.0.1", server.port)
+    assert all(r.delivered for r in results) and len(fired) == 1
+    assert len(server.wait_for_messages(2)) == 2

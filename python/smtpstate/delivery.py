@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import events as _events
+from . import states as _states
 from ._smtpstate_cffi import ffi, lib
 from .errors import InvalidArgumentError, SmtpStateError, error_from_code
 from .states import Stage
@@ -388,8 +389,10 @@ class _Engine:
         return index, msg_id, cmsg, keep
 
     def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
-        """One turn of the C loop; the messages that completed in it."""
+        """One turn of the C loop; the messages that completed in it.  An
+        interrupt a Python state raised during the turn is raised here."""
         rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+        _raise_interrupt()
         if rc < 0:
             raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
         return self.collect()
@@ -467,9 +470,20 @@ class _Engine:
         lib.smtp_scheduler_free(self._sched)
         self._sched = ffi.NULL
         _Engine.live -= 1
-        done = self.collect()
-        lib.smtpstate_py_collector_free(self._collector)
+        try:
+            done = self.collect()
+        finally:
+            lib.smtpstate_py_collector_free(self._collector)
+        _raise_interrupt()
         return done
+
+
+def _raise_interrupt() -> None:
+    """Raises the KeyboardInterrupt or SystemExit a Python state raised
+    inside the C call that just returned (cffi cannot pass it through)."""
+    interrupt = _states.take_interrupt()
+    if interrupt is not None:
+        raise interrupt
 
 
 def _settings(kwargs: dict[str, Any]) -> Settings:
@@ -639,5 +653,10 @@ async def _wait(ready: asyncio.Event, deadline_ms: int) -> None:
         return
     timeout = None if deadline_ms < 0 else deadline_ms / 1000
     ready.clear()
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(ready.wait(), timeout)
+    # Not wait_for: before Python 3.12 it drops a cancellation that comes
+    # as the descriptor turns ready, and asyncio.run turns Ctrl-C into one.
+    waiter = asyncio.ensure_future(ready.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()

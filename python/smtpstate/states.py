@@ -577,7 +577,43 @@ def smtp_get_state_machine() -> list[StateInfo]:
 
 # The trampolines: C calls these for every Python state.  None lets an
 # exception cross into C: each records it on the registration and answers
-# as the contract says for a state that failed.
+# as the contract says for a state that failed.  An interrupt
+# (KeyboardInterrupt, SystemExit: a BaseException that is not an
+# Exception) fails its connection the same way and is also kept in
+# _interrupts, for the code that called into C to raise once C returns
+# (take_interrupt); cffi would otherwise print it and carry on.
+
+_interrupts: list[BaseException] = []
+
+
+def take_interrupt() -> BaseException | None:
+    """The first interrupt a Python callable raised since the last call, or
+    ``None``; forgets them all."""
+    if not _interrupts:
+        return None
+    first = _interrupts[0]
+    _interrupts.clear()
+    return first
+
+
+def _note(registration: _Registration, exc: BaseException) -> None:
+    registration.last_exception = exc
+    if not isinstance(exc, Exception):
+        _interrupts.append(exc)
+
+
+def _escaped(default: Any) -> Callable[..., Any]:
+    """cffi's onerror for a trampoline: an interrupt that arrived outside
+    the trampoline's own handling (between two of its lines) is kept like
+    any other, and C gets `default`, an answer that fails the connection."""
+
+    def onerror(exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        if exc is not None and not isinstance(exc, Exception):
+            _interrupts.append(exc)
+            return default
+        return None  # a bug of the trampoline: cffi reports it
+
+    return onerror
 
 
 def _registration_of(record: Any) -> _Registration | None:
@@ -590,7 +626,7 @@ def _registration_of(record: Any) -> _Registration | None:
 def _contain(registration: _Registration, session: Session, exc: BaseException) -> None:
     """Records an exception from a Python callable and fails only its
     connection's messages, transiently, with the exception as the reason."""
-    registration.last_exception = exc
+    _note(registration, exc)
     if session._conn is not None and not session._closed:
         session.close(
             f"state {registration.state.name} raised {type(exc).__name__}: {exc}"
@@ -603,14 +639,14 @@ def _call_with_session(
     """Runs ``fn(session, *args)``; (False, None) when it raised."""
     try:
         return True, fn(session, *args)
-    except Exception as exc:
+    except BaseException as exc:
         _contain(registration, session, exc)
         return False, None
     finally:
         session._expire()
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(0))
 def _py_state_callback(
     dc: Any,
     e: Any,
@@ -645,7 +681,7 @@ def _py_state_callback(
     return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, message.encode()))
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(lib.SMTP_ESTATE))
 def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     registration = _registration_of(self)
     if registration is None or registration.state.setup is None:
@@ -664,20 +700,20 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     return int(lib.SMTP_ESTATE)
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(None))
 def _py_state_free(self: Any, conn: Any) -> None:
     registration = _registration_of(self)
     if registration is not None and registration.state.free is not None:
         session = Session(conn)
         try:
             registration.state.free(session)
-        except Exception as exc:
-            registration.last_exception = exc
+        except BaseException as exc:
+            _note(registration, exc)
         finally:
             session._expire()
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(lib.SMTP_STAGE_UNKNOWN))
 def _py_state_tostage(self: Any, conn: Any) -> int:
     unknown = int(lib.SMTP_STAGE_UNKNOWN)
     registration = _registration_of(self)
@@ -685,8 +721,8 @@ def _py_state_tostage(self: Any, conn: Any) -> int:
         return unknown
     try:
         stage = registration.state.tostage(int(conn.local_state))
-    except Exception as exc:
-        registration.last_exception = exc
+    except BaseException as exc:
+        _note(registration, exc)
         return unknown
     return int(stage) if isinstance(stage, int) and stage >= 0 else unknown
 
@@ -694,7 +730,7 @@ def _py_state_tostage(self: Any, conn: Any) -> int:
 _MAX_STAGE_TEXTS = 256
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(lib.smtp_stage_name(lib.SMTP_STAGE_UNKNOWN)))
 def _py_state_tostring(self: Any, stage: int) -> Any:
     fallback = lib.smtp_stage_name(stage)
     registration = _registration_of(self)
@@ -704,8 +740,8 @@ def _py_state_tostring(self: Any, stage: int) -> Any:
     if stage not in texts:
         try:
             text = registration.state.tostring(int(stage))
-        except Exception as exc:
-            registration.last_exception = exc
+        except BaseException as exc:
+            _note(registration, exc)
             return fallback
         if not isinstance(text, str) or not text or len(texts) >= _MAX_STAGE_TEXTS:
             return fallback
