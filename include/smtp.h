@@ -135,7 +135,8 @@ extern "C" {
 #define SMTP_EFULL -1106      /* the state table is full */
 #define SMTP_ETHREAD -1107    /* called from a thread not the owner */
 #define SMTP_EBUILTIN -1108   /* built-in states cannot be removed */
-#define SMTP_EBUSY -1109      /* connections are in the state */
+#define SMTP_EBUSY -1109      /* in use: a state with connections, or
+                                 the loop, entered from a callback */
 #define SMTP_EINVAL -1110     /* an argument is invalid */
 #define SMTP_EPLUGIN -1111    /* a plugin failed to load or init */
 
@@ -268,7 +269,9 @@ SMTP_API smtp_scheduler *smtp_scheduler_new(const smtp_config *cfg);
 /*
  * Closes every connection at once and frees the scheduler.  Each message
  * not yet settled gets a transient outcome first, so none is lost.
- * Owner thread.
+ * Owner thread.  Called from inside a turn of this scheduler's own loop
+ * (a callback), it frees nothing and leaves SMTP_EBUSY in
+ * smtp_last_error_code().
  */
 SMTP_API void smtp_scheduler_free(smtp_scheduler *sched);
 
@@ -291,6 +294,11 @@ SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
  * Runs the loop until every submitted message is settled, then QUITs the
  * idle connections and returns 0 once all are closed.  Returns a
  * negative SMTP_E* code when the loop itself fails.  Owner thread.
+ *
+ * The loop is not re-entrant: this and smtp_scheduler_run_once, called
+ * while a turn of a loop is running on the thread (from a state, outcome
+ * or event callback), do nothing and return SMTP_EBUSY, whichever
+ * scheduler they are given.
  */
 SMTP_API int smtp_scheduler_run(smtp_scheduler *sched);
 
@@ -299,7 +307,8 @@ SMTP_API int smtp_scheduler_run(smtp_scheduler *sched);
  * timeout_ms (0: do not wait, -1: until an event or deadline) for
  * readiness, then handles what is ready and every deadline due.  With no
  * connection open and no message pending it returns at once.  Returns
- * the number of connections handled, or a negative SMTP_E* code.
+ * the number of connections handled, or a negative SMTP_E* code:
+ * SMTP_EBUSY from inside a turn (see smtp_scheduler_run).
  */
 SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms);
 

@@ -252,3 +252,48 @@ def test_delivery_after_an_interrupt_is_not_interrupted(
     results = smtpstate.deliver(messages(2), "127.0.0.1", server.port)
     assert all(r.delivered for r in results) and len(fired) == 1
     assert len(server.wait_for_messages(2)) == 2
+
+
+@pytest.mark.parametrize("api", ["deliver", "deliver_async"])
+def test_delivery_started_from_inside_a_state_is_refused(
+    api, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    refused: list[Exception] = []
+    calls: list[int] = []
+
+    def nested() -> None:
+        inner = messages(1, ("inner@server.test",))
+        if api == "deliver":
+            smtpstate.deliver(inner, "127.0.0.1", server.port)
+            return
+
+        async def drain() -> None:
+            async for _ in smtpstate.deliver_async(inner, "127.0.0.1", server.port):
+                pass
+
+        asyncio.run(drain())
+
+    def callback(session, events):
+        calls.append(session.session_id)
+        if len(calls) <= SESSION_BOUND:
+            try:
+                nested()
+            except smtpstate.SmtpStateError as exc:
+                refused.append(exc)
+        session.next()
+
+    def setup(session):
+        session.wake()
+        return smtpstate.WANT_READ
+
+    registered(SmtpState("py-nests", callback, setup=setup), BuiltinState.TRANSACTION)
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    assert result.delivered
+    assert len(calls) == 1
+    (error,) = refused
+    assert isinstance(error, RuntimeError)
+    assert "rule: no delivery from inside a state" in str(error)
+    (received,) = server.wait_for_messages(1)
+    assert received.data == result.message.data
+    assert all("inner@server.test" not in str(s.commands) for s in server.sessions)

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 from . import events as _events
 from . import states as _states
 from ._smtpstate_cffi import ffi, lib
-from .errors import InvalidArgumentError, SmtpStateError, error_from_code
+from .errors import (
+    InvalidArgumentError,
+    LoopBusyError,
+    SmtpStateError,
+    error_from_code,
+)
 from .states import Stage
 
 if TYPE_CHECKING:
@@ -260,6 +265,9 @@ class _Engine:
     #: Schedulers open in this process; worker processes are forked only
     #: when there are none, so no worker holds copies of their sockets.
     live = 0
+    #: True while a C call that may run Python states is under way: Python
+    #: code that runs then is a state's callable (DESIGN 12).
+    in_loop = False
 
     def __init__(
         self, dest: Destination, settings: Settings, event_sink: Any | None
@@ -391,8 +399,14 @@ class _Engine:
     def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
         """One turn of the C loop; the messages that completed in it.  An
         interrupt a Python state raised during the turn is raised here."""
-        rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+        outer, _Engine.in_loop = _Engine.in_loop, True
+        try:
+            rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+        finally:
+            _Engine.in_loop = outer
         _raise_interrupt()
+        if rc == lib.SMTP_EBUSY:
+            raise LoopBusyError(ffi.string(lib.smtp_last_error()).decode())
         if rc < 0:
             raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
         return self.collect()
@@ -467,7 +481,11 @@ class _Engine:
         """Frees the scheduler; anything unsettled gets a transient outcome."""
         if self._sched == ffi.NULL:
             return []
-        lib.smtp_scheduler_free(self._sched)
+        outer, _Engine.in_loop = _Engine.in_loop, True
+        try:
+            lib.smtp_scheduler_free(self._sched)
+        finally:
+            _Engine.in_loop = outer
         self._sched = ffi.NULL
         _Engine.live -= 1
         try:
@@ -491,6 +509,17 @@ def _settings(kwargs: dict[str, Any]) -> Settings:
         return Settings(**kwargs)
     except TypeError as exc:
         raise TypeError(f"unknown delivery setting: {exc}") from None
+
+
+def _not_in_loop(func: str) -> None:
+    """Refuses a delivery started by a state's callable, which would run
+    the same states again inside the running loop."""
+    if _Engine.in_loop:
+        raise LoopBusyError(
+            f"{func}() called from inside a state's callable while the loop "
+            "runs (rule: no delivery from inside a state; the loop is not "
+            "re-entrant)"
+        )
 
 
 def _checked(messages: Iterable[Message]) -> Iterator[Message]:
@@ -532,7 +561,11 @@ def deliver(
     A message a worker took and never reported, because the worker died,
     gets a transient result with ``error="SMTP_EWORKER"``.  The default, 1,
     sends from this process.
+
+    Called from a state's callable it raises
+    :class:`~smtpstate.errors.LoopBusyError`: the loop is not re-entrant.
     """
+    _not_in_loop("deliver")
     items = list(_checked(messages))
     sink = _events.sink_for(log_events, json_events)
     dest = Destination(host, port, helo, source)
@@ -596,6 +629,7 @@ async def deliver_async(
     the messages are read in full first, and the worker processes' results
     are read on the asyncio thread.
     """
+    _not_in_loop("deliver_async")
     sink = _events.sink_for(log_events, json_events)
     dest = Destination(host, port, helo, source)
     if workers != 1:

@@ -14,6 +14,7 @@ __all__ = [
     "DuplicateStateNameError",
     "FrozenStateError",
     "InvalidArgumentError",
+    "LoopBusyError",
     "MissingCallbackError",
     "SessionExpiredError",
     "SmtpStateError",
@@ -93,6 +94,13 @@ class BuiltinStateError(SmtpStateError, ValueError):
 
 class StateBusyError(SmtpStateError, RuntimeError):
     """Connections are in the state, so it cannot be unregistered."""
+
+    code = lib.SMTP_EBUSY
+
+
+class LoopBusyError(SmtpStateError, RuntimeError):
+    """A delivery was started from inside the loop (from a state's
+    callable): the loop is not re-entrant."""
 
     code = lib.SMTP_EBUSY
 
