@@ -297,3 +297,52 @@ def test_delivery_started_from_inside_a_state_is_refused(
     (received,) = server.wait_for_messages(1)
     assert received.data == result.message.data
     assert all("inner@server.test" not in str(s.commands) for s in server.sessions)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "rule"),
+    [
+        (dict(expect="250"), TypeError, "rule: expect"),
+        (dict(expect=b"250"), TypeError, "rule: expect"),
+        (dict(expect=(250, "251")), TypeError, "rule: expect"),
+        (dict(expect=(250.0,)), TypeError, "rule: expect"),
+        (dict(expect=(True,)), TypeError, "rule: expect"),
+        (dict(expect=None), TypeError, "rule: expect"),
+        (dict(expect=()), smtpstate.InvalidArgumentError, "rule: expect"),
+        (dict(expect=(199,)), smtpstate.InvalidArgumentError, "rule: expect"),
+        (dict(expect=(250, 600)), smtpstate.InvalidArgumentError, "rule: expect"),
+        (dict(stage=23), smtpstate.InvalidArgumentError, "rule: stage"),
+        (dict(stage=99), smtpstate.InvalidArgumentError, "rule: stage"),
+        (dict(stage=-1), smtpstate.InvalidArgumentError, "rule: stage"),
+        (dict(stage=1 << 31), smtpstate.InvalidArgumentError, "rule: stage"),
+        (dict(stage="100"), TypeError, "rule: stage"),
+        (dict(stage=True), TypeError, "rule: stage"),
+        (dict(on_failure="ignore"), smtpstate.InvalidArgumentError, "on_failure"),
+    ],
+)
+def test_command_state_is_checked_when_it_is_made(options, error, rule):
+    with pytest.raises(error, match=rule) as info:
+        smtpstate.command_state("checked", "NOOP", **options)
+    assert isinstance(info.value, smtpstate.SmtpStateError)
+
+
+@pytest.mark.parametrize(
+    ("options", "stage"),
+    [
+        (dict(expect=252), 100),
+        (dict(expect=[250, 252]), 100),
+        (dict(expect=(252,), stage=smtpstate.Stage.AFTER_EHLO), 11),
+        (dict(expect=(252,), stage=140), 140),
+    ],
+)
+def test_command_state_takes_one_code_or_several_and_any_valid_stage(
+    options, stage, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script(noop="252 2.0.0 fine too"))
+    state = smtpstate.command_state("checked", "NOOP", **options)
+    assert state.tostage(0) == stage
+    registered(state, BuiltinState.SESSION_READY)
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    assert result.delivered
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")

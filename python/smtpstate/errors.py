@@ -14,6 +14,7 @@ __all__ = [
     "DuplicateStateNameError",
     "FrozenStateError",
     "InvalidArgumentError",
+    "InvalidTypeError",
     "LoopBusyError",
     "MissingCallbackError",
     "SessionExpiredError",
@@ -107,6 +108,12 @@ class LoopBusyError(SmtpStateError, RuntimeError):
 
 class InvalidArgumentError(SmtpStateError, ValueError):
     """An argument was refused (NULL record, bad value)."""
+
+    code = lib.SMTP_EINVAL
+
+
+class InvalidTypeError(SmtpStateError, TypeError):
+    """An argument was of the wrong type (a str where codes were due)."""
 
     code = lib.SMTP_EINVAL
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import atexit
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from ._smtpstate_cffi import ffi, lib
 from .errors import (
     FrozenStateError,
     InvalidArgumentError,
+    InvalidTypeError,
     SessionExpiredError,
     error_from_code,
 )
@@ -474,24 +475,72 @@ def smtp_unregister_client_state(state_id: int) -> None:
         object.__setattr__(registration.state, "_id", None)
 
 
+def _expected_codes(expect: int | Iterable[int]) -> tuple[int, ...]:
+    """``expect`` as a tuple of reply codes, or the error naming the rule."""
+    codes = (expect,) if isinstance(expect, int) else expect
+    if isinstance(codes, str | bytes | bytearray) or not isinstance(codes, Iterable):
+        raise InvalidTypeError(
+            f"expect={expect!r}: a reply code or a sequence of reply codes "
+            "(rule: expect holds int codes)"
+        )
+    codes = tuple(codes)
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise InvalidTypeError(
+                f"expect={expect!r} holds {code!r}, not an int (rule: expect "
+                "holds int codes)"
+            )
+    if not codes or not all(200 <= code <= 599 for code in codes):
+        raise InvalidArgumentError(
+            f"expect={expect!r}: one or more reply codes from 200 to 599 "
+            "(rule: expect holds reply codes)"
+        )
+    return codes
+
+
+def _checked_stage(stage: int) -> int:
+    """A custom state's stage: a code of DESIGN 7 or its own from 100 up."""
+    if isinstance(stage, bool) or not isinstance(stage, int):
+        raise InvalidTypeError(f"stage={stage!r} is not an int (rule: stage)")
+    if not (
+        0 <= stage <= lib.SMTP_STAGE_UNKNOWN
+        or lib.SMTP_STAGE_CUSTOM <= stage <= _STAGE_MAX
+    ):
+        raise InvalidArgumentError(
+            f"stage={stage} is neither a built-in stage (0-22) nor a custom "
+            "one (100 and up) (rule: stage)"
+        )
+    return stage
+
+
+# The largest stage code: stages travel as C ints.
+_STAGE_MAX = (1 << 31) - 1
+
+
 def command_state(
     name: str,
     command: str,
     *,
-    expect: tuple[int, ...] = (250,),
+    expect: int | Iterable[int] = (250,),
     on_failure: str = "fail",
     stage: int = lib.SMTP_STAGE_CUSTOM,
 ) -> SmtpState:
     """A state that sends one command and checks its reply.
 
-    On a code in ``expect`` it moves to its next state.  Otherwise the
-    reply's class decides for every unsettled message on the connection (4xx
-    transient, 5xx permanent, reported with this state's ``stage``), unless
-    ``on_failure="continue"``, which moves on whatever the reply.  Register
-    the result with :func:`register_smtp_client_state`.
+    On a code in ``expect`` (one reply code or several, 200 to 599) it moves
+    to its next state.  Otherwise the reply's class decides for every
+    unsettled message on the connection (4xx transient, 5xx permanent,
+    reported with this state's ``stage``), unless ``on_failure="continue"``,
+    which moves on whatever the reply.  ``stage`` is a built-in stage code
+    (0 to 22, :class:`Stage`) or the state's own, from 100 up.  Raises
+    ``TypeError`` or :class:`~smtpstate.errors.InvalidArgumentError` naming
+    the rule for anything else.  Register the result with
+    :func:`register_smtp_client_state`.
     """
     if on_failure not in ("fail", "continue"):
         raise InvalidArgumentError("on_failure must be 'fail' or 'continue'")
+    expect = _expected_codes(expect)
+    stage = _checked_stage(stage)
     if not command or any(c in command for c in "\r\n\0"):
         raise InvalidArgumentError(
             f"command {command!r} is empty or holds CR, LF or NUL (rule: one "
