@@ -346,3 +346,97 @@ def test_command_state_takes_one_code_or_several_and_any_valid_stage(
     assert result.delivered
     (session,) = server.wait_for_closed_sessions(1)
     assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
+
+
+BadType = smtpstate.InvalidTypeError
+BadValue = smtpstate.InvalidArgumentError
+
+BAD_DELIVERY_ARGUMENTS = [
+    (dict(host=None), BadType, "rule: host"),
+    (dict(host=b"127.0.0.1"), BadType, "rule: host"),
+    (dict(host=""), BadValue, "rule: host"),
+    (dict(host="127.0.0.1 x"), BadValue, "rule: host"),
+    (dict(host="\udcff"), BadValue, "rule: host"),
+    (dict(port="2601"), BadType, "rule: port"),
+    (dict(port=2601.0), BadType, "rule: port"),
+    (dict(port=True), BadType, "rule: port"),
+    (dict(helo=5), BadType, "rule: EHLO name"),
+    (dict(helo="\udc80"), BadValue, "rule: EHLO name"),
+    (dict(source=5), BadType, "rule: source"),
+    (dict(source="127.0.0.1 x"), BadValue, "rule: source"),
+    (dict(json_events="events.jsonl"), BadType, "rule: json_events"),
+    (dict(json_events=5), BadType, "rule: json_events"),
+    (dict(timeouts=None), BadType, "rule: timeouts"),
+    (dict(timeouts=[("banner", 5)]), BadType, "rule: timeouts"),
+    (dict(fold_long_lines="80"), BadType, "fold_long_lines"),
+    (dict(fold_long_lines=-1), BadValue, "fold_long_lines"),
+    (dict(concurrency="3"), BadType, "concurrency"),
+    (dict(no_such_setting=1), BadType, "unknown delivery setting"),
+    (dict(workers="2"), BadType, "workers"),
+    (dict(messages=None), BadType, "messages"),
+    (dict(messages=[b"raw"]), BadType, "expected Message"),
+]
+
+
+@pytest.mark.parametrize("api", ["deliver", "deliver_async"])
+@pytest.mark.parametrize(("bad", "error", "rule"), BAD_DELIVERY_ARGUMENTS)
+def test_bad_delivery_argument_is_a_documented_error_before_anything_is_sent(
+    api, bad, error, rule, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    kwargs = dict(messages=messages(1), host="127.0.0.1", port=server.port) | bad
+
+    async def drain() -> None:
+        async for _ in smtpstate.deliver_async(**kwargs):
+            pass
+
+    with pytest.raises(error, match=rule) as info:
+        if api == "deliver":
+            smtpstate.deliver(**kwargs)
+        else:
+            asyncio.run(drain())
+    assert isinstance(info.value, smtpstate.SmtpStateError)
+    assert server.sessions == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "rule"),
+    [
+        (dict(sender="\ud800@client.test"), BadValue, "rule: address"),
+        (dict(recipients=["\udcff@server.test"]), BadValue, "rule: address"),
+        (dict(sender=5), BadType, "sender"),
+        (dict(sender=None), BadType, "sender"),
+        (dict(recipients=[5]), BadType, "recipient"),
+        (dict(recipients="a@server.test"), BadType, "recipients"),
+        (dict(recipients=None), BadType, "recipients"),
+        (dict(data=5), BadType, "data"),
+        (dict(data=None), BadType, "data"),
+    ],
+)
+def test_bad_message_is_a_documented_error(fields, error, rule):
+    values = dict(sender=SENDER, recipients=["r@server.test"], data=BODY) | fields
+    with pytest.raises(error, match=rule) as info:
+        Message(**values)
+    assert isinstance(info.value, smtpstate.SmtpStateError)
+
+
+@pytest.mark.parametrize(
+    "bad_id", [None, "70", 70.0, b"70"], ids=["None", "str", "float", "bytes"]
+)
+def test_state_id_of_the_wrong_type_is_a_documented_error(bad_id, noop):
+    for call in (smtpstate.smtp_unregister_client_state, smtpstate.smtp_get_state):
+        with pytest.raises(BadType, match="rule: state id"):
+            call(bad_id)
+    with pytest.raises(BadType, match="rule: state id"):
+        smtpstate.register_smtp_client_state(SmtpState("typed", noop), bad_id)
+    with pytest.raises(BadType, match="name"):
+        smtpstate.register_smtp_client_state(SmtpState(5, noop), -1)
+
+
+def test_state_id_out_of_c_range_names_no_state(noop):
+    for huge in (1 << 40, -(1 << 40)):
+        assert smtpstate.smtp_get_state(huge) is None
+        with pytest.raises(smtpstate.UnknownStateError):
+            smtpstate.smtp_unregister_client_state(huge)
+        with pytest.raises(smtpstate.UnknownStateError):
+            smtpstate.register_smtp_client_state(SmtpState("far", noop), huge)

@@ -253,7 +253,7 @@ class Session:
         dc = self._need_dc()
         target = ffi.NULL
         if state_id is not None:
-            target = lib.smtp_get_state(int(state_id))
+            target = lib.smtp_get_state(_state_id(state_id))
             if target == ffi.NULL:
                 _raise_last_error()
         lib.smtp_next_state(dc, self._connh, target, ffi.NULL)
@@ -397,6 +397,17 @@ def _mark_dead() -> None:
 atexit.register(_mark_dead)
 
 
+def _state_id(value: object, what: str = "state id") -> int:
+    """``value`` as a C state id.  An int outside C's range names no state,
+    so it becomes 0, which no state has and the table refuses as such."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(
+            f"{what} must be a state id (int), not {type(value).__name__} "
+            "(rule: state id)"
+        )
+    return int(value) if -(1 << 31) <= value < 1 << 31 else 0
+
+
 def _raise_last_error() -> None:
     code, message = _raw.last_error()
     raise error_from_code(code, message)
@@ -405,7 +416,9 @@ def _raise_last_error() -> None:
 def _build_record(state: SmtpState, registration: _Registration) -> tuple[Any, Any]:
     name = state.name
     if not isinstance(name, str):
-        raise TypeError(f"SmtpState name must be str, not {type(name).__name__}")
+        raise InvalidTypeError(
+            f"SmtpState name must be str, not {type(name).__name__} (rule: name)"
+        )
     encoded = name.encode("utf-8")
     if b"\0" in encoded:
         encoded = b""  # refused by the C name rule, which names it
@@ -434,15 +447,14 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
     the table is then unchanged.
     """
     if not isinstance(state, SmtpState):
-        raise TypeError(f"expected SmtpState, not {type(state).__name__}")
-    if isinstance(insert_after, bool) or not isinstance(insert_after, int):
-        raise TypeError(
-            f"insert_after must be a state id (int), not {type(insert_after).__name__}"
-        )
+        raise InvalidTypeError(f"expected SmtpState, not {type(state).__name__}")
+    insert_after = _state_id(insert_after, "insert_after")
     for role in ("callback", "setup", "free", "tostage", "tostring"):
         value = getattr(state, role)
         if value is not None and not callable(value):
-            raise TypeError(f"SmtpState {state.name!r}: {role} is not callable")
+            raise InvalidTypeError(
+                f"SmtpState {state.name!r}: {role} is not callable (rule: {role})"
+            )
     if state.registered:
         raise FrozenStateError(
             f"SmtpState {state.name!r} is already registered as id {state.id} "
@@ -468,9 +480,10 @@ def smtp_unregister_client_state(state_id: int) -> None:
     :class:`~smtpstate.errors.StateBusyError` or
     :class:`~smtpstate.errors.WrongThreadError`; the table is then unchanged.
     """
-    if _raw.smtp_unregister_client_state(int(state_id)) != 0:
+    state_id = _state_id(state_id)
+    if _raw.smtp_unregister_client_state(state_id) != 0:
         _raise_last_error()
-    registration = _registry.pop(int(state_id), None)
+    registration = _registry.pop(state_id, None)
     if registration is not None:
         object.__setattr__(registration.state, "_id", None)
 
@@ -605,7 +618,7 @@ def smtp_get_state(state_id: int) -> StateInfo | None:
 
     Raises :class:`~smtpstate.errors.WrongThreadError` off the owner thread.
     """
-    record = _raw.smtp_get_state(int(state_id))
+    record = _raw.smtp_get_state(_state_id(state_id))
     if record == ffi.NULL:
         code, message = _raw.last_error()
         if code == lib.SMTP_ENOSTATE:
