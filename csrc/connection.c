@@ -19,10 +19,11 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "internal.h"
 #include "state_table.h"
 
 #define WBUF_INITIAL 1024
-#define WBUF_MAX 65536
+#define WBUF_MAX SMTP_WRITE_BUFFER_MAX
 
 int smtp__conn_stage(struct smtp__conn *c)
 {
@@ -171,6 +172,10 @@ SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
 
     if (c->closed || c->connecting)
         return SMTP_EINVAL;
+    if (len > WBUF_MAX)
+        return smtp__fail(SMTP_EINVAL, "smtp_conn_write: %zu bytes, more "
+                          "than the %d-byte output buffer holds (rule: "
+                          "command size)", len, WBUF_MAX);
     /* A command goes out only when every reply due has been read: bytes
      * still unread now came when no reply was due (DESIGN 9). */
     if (c->rstart < c->rend)

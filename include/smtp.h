@@ -446,12 +446,17 @@ SMTP_API int read_smtp2(delivery_construct *dc, int expected_code,
 SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
                              int *mask, const int *codes, size_t n);
 
+/* The most bytes a connection's output buffer holds. */
+#define SMTP_WRITE_BUFFER_MAX 65536
+
 /*
  * Queues a command (or any bytes) on the connection's bounded output
  * buffer; the engine sends it after the callback returns.  Returns 0, or
- * SMTP_EAGAIN when it does not fit (nothing is queued), SMTP_EPROTO when
- * the server sent bytes that no command asked for (unread replies are
- * still buffered), SMTP_EINVAL for a closed connection.
+ * SMTP_EAGAIN when it does not fit now (nothing is queued), SMTP_EPROTO
+ * when the server sent bytes that no command asked for (unread replies
+ * are still buffered), SMTP_EINVAL for a closed connection or for more
+ * than SMTP_WRITE_BUFFER_MAX bytes, which never fit (then with the limit
+ * named in smtp_last_error()).
  */
 SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len);
 

@@ -440,3 +440,110 @@ def test_state_id_out_of_c_range_names_no_state(noop):
             smtpstate.smtp_unregister_client_state(huge)
         with pytest.raises(smtpstate.UnknownStateError):
             smtpstate.register_smtp_client_state(SmtpState("far", noop), huge)
+
+
+FIRST_AND_SECOND = [
+    ("next", "next"),
+    ("next", "fail"),
+    ("next", "close"),
+    ("fail", "next"),
+    ("fail", "fail"),
+    ("fail", "close"),
+    ("close", "next"),
+    ("close", "close"),
+]
+
+
+def _move(session, how: str) -> None:
+    if how == "next":
+        session.next()
+    elif how == "fail":
+        session.fail(Outcome.TRANSIENT)
+    else:
+        session.close("the state gives up")
+
+
+@pytest.mark.parametrize(("first", "second"), FIRST_AND_SECOND)
+def test_second_move_in_one_call_is_refused_and_does_nothing(
+    first, second, scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script(noop="250 2.0.0 noop ok"))
+    refused: list[Exception] = []
+
+    def callback(session, events):
+        if session.read_reply(250) is None:
+            return
+        _move(session, first)
+        try:
+            _move(session, second)
+        except smtpstate.SmtpStateError as exc:
+            refused.append(exc)
+
+    registered(
+        SmtpState("py-twice", callback, setup=lambda s: s.send("NOOP")),
+        BuiltinState.SESSION_READY,
+    )
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    (error,) = refused
+    assert isinstance(error, RuntimeError)
+    assert f"{second}() after {first}()" in str(error)
+    assert "rule: one move per call" in str(error)
+    (session,) = server.wait_for_closed_sessions(1)
+    (rcpt,) = result.recipients
+    if first == "next":
+        # The second move did nothing: MAIL FROM was not skipped.
+        assert rcpt.outcome is Outcome.DELIVERED
+        assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
+        assert len(server.messages) == 1
+    else:
+        assert rcpt.outcome is Outcome.TRANSIENT and rcpt.state == "py-twice"
+        expected = "2.0.0 noop ok" if first == "fail" else "the state gives up"
+        assert rcpt.text == expected
+        assert "MAIL" not in session.verbs
+
+
+def test_second_next_in_a_setup_is_refused(scripted_server_factory, registered):
+    server = scripted_server_factory(Script())
+    refused: list[Exception] = []
+
+    def setup(session):
+        session.next()
+        try:
+            session.next(BuiltinState.QUIT)
+        except smtpstate.SmtpStateError as exc:
+            refused.append(exc)
+
+    registered(
+        SmtpState("py-setup-twice", lambda s, e: None, setup=setup),
+        BuiltinState.SESSION_READY,
+    )
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    assert len(refused) == 1 and "next() after next()" in str(refused[0])
+    assert result.delivered
+
+
+def test_oversized_command_is_refused_naming_the_limit(
+    scripted_server_factory, registered
+):
+    server = scripted_server_factory(Script())
+    refused: list[Exception] = []
+
+    def setup(session):
+        try:
+            session.send("X" * 70_000)
+        except smtpstate.InvalidArgumentError as exc:
+            refused.append(exc)
+        session.send("NOOP")
+        return smtpstate.WANT_READ
+
+    def callback(session, events):
+        if session.read_reply(250) is not None:
+            session.next()
+
+    registered(SmtpState("py-big", callback, setup=setup), BuiltinState.SESSION_READY)
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    (error,) = refused
+    assert "65536" in str(error) and "rule: command size" in str(error)
+    assert result.delivered
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")

@@ -18,6 +18,7 @@ __all__ = [
     "LoopBusyError",
     "MissingCallbackError",
     "SessionExpiredError",
+    "SessionMovedError",
     "SmtpStateError",
     "StateBusyError",
     "StateLayoutError",
@@ -126,6 +127,13 @@ class FrozenStateError(SmtpStateError, AttributeError):
 
 class SessionExpiredError(SmtpStateError, RuntimeError):
     """A :class:`~smtpstate.Session` was used after its callable returned."""
+
+    code = lib.SMTP_ESTATE
+
+
+class SessionMovedError(SmtpStateError, RuntimeError):
+    """A second ``next()``, ``fail()`` or ``close()`` in one call of a
+    state's callable: the first already moved the connection on."""
 
     code = lib.SMTP_ESTATE
 

@@ -23,6 +23,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidTypeError,
     SessionExpiredError,
+    SessionMovedError,
     error_from_code,
 )
 
@@ -143,16 +144,20 @@ class Session:
 
     Every method acts on the C connection; using the session after the
     callable returned raises
-    :class:`~smtpstate.errors.SessionExpiredError`.
+    :class:`~smtpstate.errors.SessionExpiredError`.  A call moves the
+    connection on once, with :meth:`next`, :meth:`fail` or :meth:`close`: a
+    second of these raises :class:`~smtpstate.errors.SessionMovedError` and
+    does nothing.
     """
 
-    __slots__ = ("_conn", "_dc", "_connh", "_closed")
+    __slots__ = ("_conn", "_dc", "_connh", "_closed", "_moved")
 
     def __init__(self, conn: Any, dc: Any = None, connh: Any = None) -> None:
         self._conn = conn
         self._dc = dc
         self._connh = connh
         self._closed = False
+        self._moved: str | None = None  # the first of next, fail, close
 
     def _live(self) -> Any:
         if self._conn is None:
@@ -164,6 +169,16 @@ class Session:
 
     def _expire(self) -> None:
         self._conn = None
+
+    def _once(self, move: str) -> None:
+        """A call moves the connection on at most once: a second move would
+        act for the state the first one entered (next() twice skips that
+        state's reply), or on a connection already closed."""
+        if self._moved is not None:
+            raise SessionMovedError(
+                f"Session.{move}() after {self._moved}() in the same call "
+                "does nothing (rule: one move per call: next, fail or close)"
+            )
 
     def _need_dc(self) -> Any:
         self._live()
@@ -210,17 +225,44 @@ class Session:
 
     def send(self, command: str | bytes) -> None:
         """Queues one command; CRLF is added when missing.  Raises
-        ``ValueError`` for a CR or LF inside it and
-        :class:`~smtpstate.errors.SmtpStateError` when it does not fit."""
-        line = command.encode("utf-8") if isinstance(command, str) else command
+        :class:`~smtpstate.errors.InvalidArgumentError` for a CR, LF or NUL
+        inside it or a command over ``SMTP_WRITE_BUFFER_MAX`` (64 KiB) with
+        its CRLF, and :class:`~smtpstate.errors.SmtpStateError` when it does
+        not fit now."""
+        if isinstance(command, str):
+            try:
+                line = command.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError(
+                    "command holds a lone surrogate, which has no UTF-8 form "
+                    "(rule: command)"
+                ) from None
+        elif isinstance(command, bytes | bytearray):
+            line = bytes(command)
+        else:
+            raise InvalidTypeError(
+                f"command must be str or bytes, not {type(command).__name__}"
+            )
         line = line.removesuffix(b"\r\n")
         if b"\r" in line or b"\n" in line or b"\0" in line:
             raise InvalidArgumentError(
                 "command contains CR, LF or NUL (rule: one command per line)"
             )
-        rc = lib.smtp_conn_write(self._live(), line + b"\r\n", len(line) + 2)
+        if len(line) + 2 > lib.SMTP_WRITE_BUFFER_MAX:
+            raise InvalidArgumentError(
+                f"command of {len(line) + 2} bytes with its CRLF is over the "
+                f"{lib.SMTP_WRITE_BUFFER_MAX}-byte output buffer (rule: command "
+                "size)"
+            )
+        conn = self._live()
+        if self._closed:
+            raise SessionMovedError(
+                "Session.send() after the connection was closed in this call"
+            )
+        rc = lib.smtp_conn_write(conn, line + b"\r\n", len(line) + 2)
         if rc != 0:
-            raise error_from_code(rc, f"cannot queue command: code {rc}")
+            reason = ffi.string(lib.smtp_strerror(rc)).decode()
+            raise error_from_code(rc, f"cannot queue the command: {reason}")
 
     def read_reply(self, *codes: int) -> Reply | None:
         """The next complete reply, or ``None`` when it has not all arrived
@@ -251,12 +293,14 @@ class Session:
     def next(self, state_id: int | None = None) -> None:
         """Moves on: to the default next state, or to ``state_id``."""
         dc = self._need_dc()
+        self._once("next")
         target = ffi.NULL
         if state_id is not None:
             target = lib.smtp_get_state(_state_id(state_id))
             if target == ffi.NULL:
                 _raise_last_error()
         lib.smtp_next_state(dc, self._connh, target, ffi.NULL)
+        self._moved = "next"
 
     def fail(self, outcome: int, stage: int | None = None) -> None:
         """Decides every unsettled recipient on the connection with the last
@@ -266,6 +310,7 @@ class Session:
         :class:`~smtpstate.errors.InvalidArgumentError` and settles nothing."""
         dc = self._need_dc()
         conn = self._live()
+        self._once("fail")
         if isinstance(outcome, bool) or outcome not in _FAIL_KINDS:
             raise InvalidArgumentError(
                 f"Session.fail({outcome!r}): a state decides TRANSIENT or "
@@ -277,11 +322,18 @@ class Session:
         lib.smtp_outcome_set(
             dc, -1, -1, int(outcome), ffi.addressof(dc.last_reply), int(stage)
         )
-        self.close(f"state {_state_name(conn)} failed the session")
+        self._close(f"state {_state_name(conn)} failed the session")
+        self._moved = "fail"
 
     def close(self, reason: str) -> None:
         """Fails every message still on the connection transiently with
         ``reason`` and closes it."""
+        self._live()
+        self._once("close")
+        self._close(reason)
+        self._moved = "close"
+
+    def _close(self, reason: str) -> None:
         conn = self._live()
         if not self._closed:
             self._closed = True
@@ -690,7 +742,7 @@ def _contain(registration: _Registration, session: Session, exc: BaseException) 
     connection's messages, transiently, with the exception as the reason."""
     _note(registration, exc)
     if session._conn is not None and not session._closed:
-        session.close(
+        session._close(
             f"state {registration.state.name} raised {type(exc).__name__}: {exc}"
         )
 
