@@ -229,7 +229,7 @@ int smtp__rset_callback(SMTP__CALLBACK_PARAMS)
     if (code < 0) {
         /* The server's transaction state is unknown: start afresh on a
          * new connection with the messages not yet begun. */
-        smtp__conn_requeue_waiting(c);
+        smtp__conn_requeue_waiting(c, SMTP_EPROTO, "RSET refused");
         return smtp__conn_fail(c, SMTP_EPROTO, "RSET refused with %d",
                                -code);
     }
@@ -253,18 +253,24 @@ int smtp__quit_setup(const smtp_state *self, delivery_construct *dc,
 }
 
 /* Whatever the server answers, or if it just closes, the session is
- * over; anything still unsettled was decided before QUIT. */
+ * over.  A message handed to the connection while it went idle goes back
+ * to the queue (a bounded number of times); anything else still
+ * unsettled fails with the close. */
 int smtp__quit_callback(SMTP__CALLBACK_PARAMS)
 {
     struct smtp__conn *c = smtp__conn_of(conn);
     static const int ok[] = {221};
     int mask = SMTP_WANT_READ;
     int r = 0;
+    char why[96];
 
     if (!(events & E_TIMEOUT))
         r = read_smtp_codes(dc, now, &mask, ok, 1);
     if (r == 0 && !(events & E_TIMEOUT))
         return mask;
-    smtp__conn_requeue_waiting(c);
+    snprintf(why, sizeof(why), "QUIT from state %s",
+             c->quit_from ? c->quit_from->name : "?");
+    smtp__conn_requeue_waiting(c, smtp__state_is_custom(c->quit_from)
+                                      ? SMTP_ESTATE : SMTP_ECLOSED, why);
     CLOSECONN
 }

@@ -104,7 +104,8 @@ static int unsolicited(struct smtp__conn *c, int code)
     bool served = c->transactions > 0;
 
     if (served && (code == -421 || code == SMTP_ECLOSED)) {
-        smtp__conn_requeue_waiting(c);
+        smtp__conn_requeue_waiting(c, SMTP_ECLOSED, "the server closed "
+                                   "an idle connection");
         return smtp__conn_fail(c, 0, "the server closed an idle "
                                "connection (%s)", code == -421 ? "421"
                                                                : "EOF");
@@ -241,6 +242,7 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
         snprintf(size, sizeof(size), " SIZE=%zu", c->txn.body_len);
     if (!smtp__send_command(c, "MAIL FROM:<%s>%s\r\n", msg->m->sender, size))
         return SMTP_ESTATE;
+    msg->began_in = c->pub.session_id;
     /* With PIPELINING the whole group goes out in one write; the replies
      * are then read in order by MAIL FROM, RCPT TO and DATA. */
     if (c->txn.pipelined &&

@@ -19,10 +19,11 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "internal.h"
 #include "state_table.h"
 
 #define WBUF_INITIAL 1024
-#define WBUF_MAX 65536
+#define WBUF_MAX SMTP_WRITE_BUFFER_MAX
 
 int smtp__conn_stage(struct smtp__conn *c)
 {
@@ -139,6 +140,31 @@ SMTP_API int smtp_conn_fail(connection *conn, int error, const char *reason)
                            reason ? reason : "failed by a state");
 }
 
+/* Settles `msg` transiently for its own reason, leaving the connection's
+ * reason for failing as it was. */
+static void settle_with(struct smtp__conn *c, struct smtp__msg *msg,
+                        int error, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void settle_with(struct smtp__conn *c, struct smtp__msg *msg,
+                        int error, const char *fmt, ...)
+{
+    int saved_error = c->error;
+    char saved_text[sizeof(c->error_text)];
+    va_list ap;
+
+    memcpy(saved_text, c->error_text, sizeof(saved_text));
+    c->error = error;
+    va_start(ap, fmt);
+    vsnprintf(c->error_text, sizeof(c->error_text), fmt, ap);
+    va_end(ap);
+    for (size_t r = 0; r < msg->nrcpt; r++)
+        smtp__settle(c, msg, r, SMTP_OUTCOME_TRANSIENT, NULL,
+                     smtp__conn_stage(c));
+    c->error = saved_error;
+    memcpy(c->error_text, saved_text, sizeof(saved_text));
+}
+
 /* ---- output ------------------------------------------------------------ */
 
 static int wbuf_reserve(struct smtp__conn *c, size_t len)
@@ -173,6 +199,10 @@ SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
 
     if (c->closed || c->connecting)
         return SMTP_EINVAL;
+    if (len > WBUF_MAX)
+        return smtp__fail(SMTP_EINVAL, "smtp_conn_write: %zu bytes, more "
+                          "than the %d-byte output buffer holds (rule: "
+                          "command size)", len, WBUF_MAX);
     /* A command goes out only when every reply due has been read: bytes
      * still unread now came when no reply was due (DESIGN 9). */
     if (c->rstart < c->rend)
@@ -269,6 +299,27 @@ static void run_setups(struct smtp__conn *c, smtp_state *target,
                         "with no state to go to", c->pub.state->name);
 }
 
+/*
+ * A jump to QUIT.  When a custom state makes it, that state has ended the
+ * session for its own reasons: every message still on the connection is
+ * settled now, transiently and naming the state, rather than handed to a
+ * new connection where the same state would end the session again.
+ */
+static void quit_entered(struct smtp__conn *c)
+{
+    const smtp_state *from = c->pub.state;
+
+    c->quit_from = from;
+    if (!smtp__state_is_custom(from))
+        return;
+    for (size_t i = 0; i < c->batch_len; i++) {
+        if (c->batch[i] != NULL)
+            settle_with(c, c->batch[i], SMTP_ESTATE, "state %s ended the "
+                        "session (a jump to QUIT) before the message was "
+                        "delivered", from->name);
+    }
+}
+
 SMTP_API void smtp_next_state(delivery_construct *dc,
                               connection_handle *connh, smtp_state *state,
                               struct timeval *now)
@@ -288,6 +339,8 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
                         "registered state", (void *)target);
         return;
     }
+    if (target->id == SMTP_STATE_QUIT)
+        quit_entered(c);
     if (c->transitioning) {
         c->jump_to = target;
         return;
@@ -409,13 +462,24 @@ void smtp__conn_batch_compact(struct smtp__conn *c)
 
 /* Moves to the destination's queue every message of the batch that has
  * recipients not yet tried; called between transactions only, so none
- * has a recipient accepted and not yet decided. */
-void smtp__conn_requeue_waiting(struct smtp__conn *c)
+ * has a recipient accepted and not yet decided.  A message whose
+ * transaction never started on this connection is a hand-over; after
+ * SMTP__MAX_HANDOVERS of them it is settled instead, so that a session
+ * that always ends early cannot send it round for ever. */
+void smtp__conn_requeue_waiting(struct smtp__conn *c, int error,
+                                const char *why)
 {
     for (size_t i = c->batch_len; i-- > 0;) {
         struct smtp__msg *msg = c->batch[i];
         if (msg == NULL || msg->released || msg->next_rcpt >= msg->nrcpt)
             continue;
+        if (msg->began_in != c->pub.session_id &&
+            ++msg->handovers >= SMTP__MAX_HANDOVERS) {
+            settle_with(c, msg, error, "the session ended before the "
+                        "transaction started, %u times (last: %s)",
+                        msg->handovers, why);
+            continue;
+        }
         c->batch[i] = NULL;
         c->batch_pub[i] = NULL;
         smtp__dest_push_front(msg->dest, msg);

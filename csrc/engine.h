@@ -32,6 +32,12 @@ enum {
 
 struct smtp__dest;
 
+/* How many connections may end holding a message before its transaction
+ * started (a hand-over, DESIGN 8) before it is settled transiently: a
+ * bound, so that nothing can move a message between connections for
+ * ever. */
+#define SMTP__MAX_HANDOVERS 3
+
 struct smtp__msg {
     const smtp_message *m;       /* the caller's record: not to be read
                                     after its last outcome */
@@ -41,7 +47,9 @@ struct smtp__msg {
     unsigned char *rcpt_status;  /* one per recipient */
     size_t next_rcpt;            /* first recipient not yet tried */
     size_t unsettled;            /* recipients without an outcome */
-    bool started;                /* a MAIL FROM was sent for it */
+    bool started;                /* a transaction was begun for it */
+    uint64_t began_in;           /* session of its last MAIL FROM, or 0 */
+    unsigned handovers;          /* connections that ended before that */
     struct smtp__msg *next;      /* destination queue link */
 };
 
@@ -123,6 +131,7 @@ struct smtp__conn {
     bool need_rset;
     bool closed_by_state;
     bool transitioned;
+    const smtp_state *quit_from; /* the state that jumped to QUIT */
     int pending_events;          /* delivered on the next turn */
     bool on_wake_list;
     unsigned messages_started;
@@ -148,6 +157,12 @@ struct smtp__conn {
     struct smtp__conn *wake_next;
     struct smtp__conn *all_prev, *all_next;
 };
+
+/* True for a state registered by a module, not the engine's own. */
+static inline bool smtp__state_is_custom(const smtp_state *state)
+{
+    return state != NULL && state->id > SMTP_BUILTIN_ID_MAX;
+}
 
 /* Converts a public pointer back to its engine record. */
 static inline struct smtp__conn *smtp__conn_of(connection *conn)
@@ -191,7 +206,8 @@ void smtp__conn_enter_first_state(struct smtp__conn *c);
 void smtp__conn_dispatch(struct smtp__conn *c, int events);
 int smtp__conn_stage(struct smtp__conn *c);
 int smtp__conn_batch_add(struct smtp__conn *c, struct smtp__msg *msg);
-void smtp__conn_requeue_waiting(struct smtp__conn *c);
+void smtp__conn_requeue_waiting(struct smtp__conn *c, int error,
+                                const char *why);
 void smtp__conn_batch_compact(struct smtp__conn *c);
 
 /* outcome.c */

@@ -38,7 +38,8 @@ static const struct error_entry error_table[] = {
     {SMTP_EFULL, "SMTP_EFULL", "state table is full"},
     {SMTP_ETHREAD, "SMTP_ETHREAD", "not the owner thread"},
     {SMTP_EBUILTIN, "SMTP_EBUILTIN", "built-in state"},
-    {SMTP_EBUSY, "SMTP_EBUSY", "connections are in the state"},
+    {SMTP_EBUSY, "SMTP_EBUSY", "in use: connections are in the state, "
+     "or the loop is running"},
     {SMTP_EINVAL, "SMTP_EINVAL", "invalid argument"},
     {SMTP_EPLUGIN, "SMTP_EPLUGIN", "plugin failed"},
 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "internal.h"
 
 static bool text_has(const char *text, const char *word)
 {
@@ -167,9 +168,20 @@ void smtp__settle_without_conn(smtp_scheduler *sched, struct smtp__msg *msg,
     smtp__msg_release(sched, msg);
 }
 
+/* A state may give up on a delivery, never claim one: only the engine's
+ * confirmation, which has read a 2xx to the end of the data, decides
+ * DELIVERED (through smtp__settle, not this entry point). */
 SMTP_API void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
                                int kind, const smtp_reply *reply, int stage)
 {
+    if (kind != SMTP_OUTCOME_TRANSIENT && kind != SMTP_OUTCOME_PERMANENT) {
+        smtp__fail(SMTP_EINVAL, "smtp_outcome_set: outcome kind %d refused; "
+                   "a state decides TRANSIENT or PERMANENT only (rule: only "
+                   "a 2xx to the end of the data makes DELIVERED)", kind);
+        return;
+    }
+    smtp__succeed();
+
     struct smtp__conn *c = smtp__conn_of_dc(dc);
 
     if (message < 0) {

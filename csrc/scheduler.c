@@ -48,6 +48,20 @@ struct smtp_scheduler {
     uint64_t next_session;
 };
 
+/* The scheduler whose loop turn is running, NULL between turns.  Every
+ * callback (state, outcome, event) runs inside a turn on the owner
+ * thread, the only thread that may run one, so a plain variable will do.
+ * A turn started from inside another would run the same states again,
+ * recursively, and free what the outer turn still holds. */
+static smtp_scheduler *turn_running;
+
+static int refuse_reentry(const char *func)
+{
+    return smtp__fail(SMTP_EBUSY, "%s: called from inside a turn of the "
+                      "loop (a state, outcome or event callback) (rule: "
+                      "the loop is not re-entrant)", func);
+}
+
 uint64_t smtp__now_ms(void)
 {
     struct timespec ts;
@@ -843,12 +857,17 @@ SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms)
 
     if (!smtp__require_owner("smtp_scheduler_run_once"))
         return SMTP_ETHREAD;
+    if (turn_running != NULL)
+        return refuse_reentry("smtp_scheduler_run_once");
+    turn_running = sched;
     open_connections(sched);
 
     int n = epoll_wait(sched->epfd, ready, EPOLL_BATCH,
                        wait_timeout(sched, timeout_ms));
-    if (n < 0 && errno != EINTR)
+    if (n < 0 && errno != EINTR) {
+        turn_running = NULL;
         return smtp__fail(SMTP_EIO, "epoll_wait: %s", strerror(errno));
+    }
     for (int i = 0; i < n; i++)
         handle_ready(ready[i].data.ptr, ready[i].events);
     handled += n > 0 ? n : 0;
@@ -856,6 +875,7 @@ SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms)
     handled += deliver_wakes(sched);
     open_connections(sched);
     free_dead(sched);
+    turn_running = NULL;
     return handled;
 }
 
@@ -874,6 +894,8 @@ SMTP_API int smtp_scheduler_run(smtp_scheduler *sched)
 {
     if (!smtp__require_owner("smtp_scheduler_run"))
         return SMTP_ETHREAD;
+    if (turn_running != NULL)
+        return refuse_reentry("smtp_scheduler_run");
     while (sched->pending > 0) {
         int r = smtp_scheduler_run_once(sched, -1);
         if (r < 0)
@@ -959,6 +981,10 @@ SMTP_API void smtp_scheduler_free(smtp_scheduler *sched)
 {
     if (sched == NULL)
         return;
+    if (sched == turn_running) {
+        refuse_reentry("smtp_scheduler_free");
+        return;
+    }
     while (sched->conns != NULL)
         smtp__conn_fail(sched->conns, SMTP_ECLOSED,
                         "the scheduler was freed");

@@ -14,7 +14,9 @@
  * time as they are submitted and freed at their last outcome, so a run
  * of any length holds only what the engine's queue holds.  --progress N
  * prints a "progress" line on stderr every N outcomes (elapsed and CPU
- * time, resident size), which benchmarks/scale.py reads.
+ * time, resident size), which benchmarks/scale.py reads.  --noop-after
+ * and --quit-after STATE insert a C state after the named one: one that
+ * sends NOOP, one that ends the session by jumping to QUIT.
  *
  * Exit status: 0 all delivered, 75 only transient failures, 1 any
  * permanent failure, 64 usage error (with its reason); --help prints the
@@ -58,6 +60,7 @@ struct options {
     long count;
     size_t size;
     const char *noop_after;
+    const char *quit_after;
     long linger_ms;
     size_t pause_after;   /* submit this many, settle them, then pause */
     long pause_ms;
@@ -286,18 +289,34 @@ static const char *noop_tostring(const smtp_state *self, int stage)
                                           : smtp_stage_name(stage);
 }
 
-static int register_noop(const char *after, struct totals *t)
+/* ---- a state from C that ends the session: --quit-after STATE --------
+ *
+ * Its setup jumps straight to QUIT, as a policy state that refuses the
+ * session would.  Every message still on the connection must then get
+ * an outcome; none may be handed to a new connection for ever.
+ */
+
+static int quit_setup(const smtp_state *self, delivery_construct *dc,
+                      connection_handle *connh, struct timeval *now)
+{
+    (void)self;
+    smtp_next_state(dc, connh, smtp_get_state(SMTP_STATE_QUIT), now);
+    return 0;
+}
+
+static int quit_callback(delivery_construct *dc, Event *e, connection *conn,
+                         connection_handle *connh, domain_record *domain,
+                         ec_binding_slot binding_slot, address_metrics *am,
+                         struct timeval *now, int events)
+{
+    (void)events;
+    CLOSECONN
+}
+
+/* Registers `s` after the state named `after`. */
+static int register_after(const char *after, smtp_state *s)
 {
     int id = -1;
-    smtp_state s = {
-        .sizeof_smtp_state = sizeof(smtp_state),
-        .name = "c-noop",
-        .setup = noop_setup,
-        .callback = noop_callback,
-        .tostage = noop_tostage,
-        .tostring = noop_tostring,
-        .closure = t,
-    };
 
     for (smtp_state *st = smtp_get_state_machine(); st;
          st = smtp_state_next(st)) {
@@ -308,11 +327,38 @@ static int register_noop(const char *after, struct totals *t)
         fprintf(stderr, "smtpstate-send: no state named %s\n", after);
         return -1;
     }
-    if (register_smtp_client_state(&s, id) < 0) {
+    if (register_smtp_client_state(s, id) < 0) {
         fprintf(stderr, "smtpstate-send: %s\n", smtp_last_error());
         return -1;
     }
     return 0;
+}
+
+static int register_noop(const char *after, struct totals *t)
+{
+    smtp_state s = {
+        .sizeof_smtp_state = sizeof(smtp_state),
+        .name = "c-noop",
+        .setup = noop_setup,
+        .callback = noop_callback,
+        .tostage = noop_tostage,
+        .tostring = noop_tostring,
+        .closure = t,
+    };
+
+    return register_after(after, &s);
+}
+
+static int register_quit(const char *after)
+{
+    smtp_state s = {
+        .sizeof_smtp_state = sizeof(smtp_state),
+        .name = "c-quit",
+        .setup = quit_setup,
+        .callback = quit_callback,
+    };
+
+    return register_after(after, &s);
 }
 
 /* ---- messages ---------------------------------------------------------- */
@@ -545,10 +591,9 @@ static void usage(FILE *out)
           "         (FILE... | --count N [--size BYTES])\n"
           "         [--concurrency C] [--per-connection N] "
           "[--rcpt-per-transaction N]\n"
-          "         [--queue N] [--timeout KIND=MS] [--noop-after STATE] "
-          "[--linger MS]\n"
-          "         [--pause-after N:MS] [--drain-after N] [--poll] "
-          "[--vary-recipients]\n"
+          "         [--queue N] [--timeout KIND=MS] [--noop-after STATE]\n"
+          "         [--quit-after STATE] [--linger MS] [--pause-after N:MS]\n"
+          "         [--drain-after N] [--poll] [--vary-recipients]\n"
           "         [--quiet] [--trace] [--wire] [--progress N] [--help]\n",
           out);
 }
@@ -562,7 +607,8 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         {"from", 1, 0, 'f'}, {"to", 1, 0, 't'}, {"count", 1, 0, 'n'},
         {"size", 1, 0, 's'}, {"concurrency", 1, 0, 'c'},
         {"per-connection", 1, 0, 'm'}, {"timeout", 1, 0, 'T'},
-        {"noop-after", 1, 0, 'N'}, {"quiet", 0, 0, 'q'},
+        {"noop-after", 1, 0, 'N'}, {"quit-after", 1, 0, 'X'},
+        {"quiet", 0, 0, 'q'},
         {"trace", 0, 0, 'v'}, {"rcpt-per-transaction", 1, 0, 'r'},
         {"linger", 1, 0, 'L'}, {"pause-after", 1, 0, 'P'},
         {"queue", 1, 0, 'Q'}, {"drain-after", 1, 0, 'D'},
@@ -595,6 +641,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
                 return -1;
             continue;
         case 'N': o->noop_after = optarg; continue;
+        case 'X': o->quit_after = optarg; continue;
         case 'O': o->poll_mode = 1; continue;
         case 'V': o->vary_recipients = 1; continue;
         case 'W':
@@ -686,6 +733,8 @@ int main(int argc, char **argv)
         return parsed > 0 ? 0 : 64;
     }
     if (opts.noop_after && register_noop(opts.noop_after, &totals) != 0)
+        return 64;
+    if (opts.quit_after && register_quit(opts.quit_after) != 0)
         return 64;
     opts.totals = &totals;
     opts.cfg.on_outcome = on_settled;

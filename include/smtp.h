@@ -135,7 +135,8 @@ extern "C" {
 #define SMTP_EFULL -1106      /* the state table is full */
 #define SMTP_ETHREAD -1107    /* called from a thread not the owner */
 #define SMTP_EBUILTIN -1108   /* built-in states cannot be removed */
-#define SMTP_EBUSY -1109      /* connections are in the state */
+#define SMTP_EBUSY -1109      /* in use: a state with connections, or
+                                 the loop, entered from a callback */
 #define SMTP_EINVAL -1110     /* an argument is invalid */
 #define SMTP_EPLUGIN -1111    /* a plugin failed to load or init */
 
@@ -268,7 +269,9 @@ SMTP_API smtp_scheduler *smtp_scheduler_new(const smtp_config *cfg);
 /*
  * Closes every connection at once and frees the scheduler.  Each message
  * not yet settled gets a transient outcome first, so none is lost.
- * Owner thread.
+ * Owner thread.  Called from inside a turn of this scheduler's own loop
+ * (a callback), it frees nothing and leaves SMTP_EBUSY in
+ * smtp_last_error_code().
  */
 SMTP_API void smtp_scheduler_free(smtp_scheduler *sched);
 
@@ -291,6 +294,11 @@ SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
  * Runs the loop until every submitted message is settled, then QUITs the
  * idle connections and returns 0 once all are closed.  Returns a
  * negative SMTP_E* code when the loop itself fails.  Owner thread.
+ *
+ * The loop is not re-entrant: this and smtp_scheduler_run_once, called
+ * while a turn of a loop is running on the thread (from a state, outcome
+ * or event callback), do nothing and return SMTP_EBUSY, whichever
+ * scheduler they are given.
  */
 SMTP_API int smtp_scheduler_run(smtp_scheduler *sched);
 
@@ -299,7 +307,8 @@ SMTP_API int smtp_scheduler_run(smtp_scheduler *sched);
  * timeout_ms (0: do not wait, -1: until an event or deadline) for
  * readiness, then handles what is ready and every deadline due.  With no
  * connection open and no message pending it returns at once.  Returns
- * the number of connections handled, or a negative SMTP_E* code.
+ * the number of connections handled, or a negative SMTP_E* code:
+ * SMTP_EBUSY from inside a turn (see smtp_scheduler_run).
  */
 SMTP_API int smtp_scheduler_run_once(smtp_scheduler *sched, int timeout_ms);
 
@@ -384,6 +393,14 @@ SMTP_API smtp_state *smtp_state_next(const smtp_state *state);
  * on (SMTP_STATE_SKIP) or fail the connection.  Called from a setup, it
  * takes effect when that setup returns.  Owner thread, during a callback
  * or setup of this connection.
+ *
+ * A custom state that jumps to SMTP_STATE_QUIT ends the session for its
+ * own reasons: every message still on the connection is settled at once,
+ * transiently, with error SMTP_ESTATE and a text naming the state; none
+ * is handed to another connection.  (The engine hands a message to a new
+ * connection only when its own session ended before the message's
+ * transaction started, and at most 3 times: then it settles it, with the
+ * text "the session ended before the transaction started, 3 times".)
  */
 SMTP_API void smtp_next_state(delivery_construct *dc, connection_handle *connh,
                               smtp_state *state, struct timeval *now);
@@ -429,12 +446,17 @@ SMTP_API int read_smtp2(delivery_construct *dc, int expected_code,
 SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
                              int *mask, const int *codes, size_t n);
 
+/* The most bytes a connection's output buffer holds. */
+#define SMTP_WRITE_BUFFER_MAX 65536
+
 /*
  * Queues a command (or any bytes) on the connection's bounded output
  * buffer; the engine sends it after the callback returns.  Returns 0, or
- * SMTP_EAGAIN when it does not fit (nothing is queued), SMTP_EPROTO when
- * the server sent bytes that no command asked for (unread replies are
- * still buffered), SMTP_EINVAL for a closed connection.
+ * SMTP_EAGAIN when it does not fit now (nothing is queued), SMTP_EPROTO
+ * when the server sent bytes that no command asked for (unread replies
+ * are still buffered), SMTP_EINVAL for a closed connection or for more
+ * than SMTP_WRITE_BUFFER_MAX bytes, which never fit (then with the limit
+ * named in smtp_last_error()).
  */
 SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len);
 
@@ -451,6 +473,13 @@ SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms);
  * its unsettled recipients).  The first outcome of a recipient wins;
  * later ones are ignored.  `reply` may be NULL (then the connection's
  * last error explains it).  Owner thread.
+ *
+ * `kind` is SMTP_OUTCOME_TRANSIENT or SMTP_OUTCOME_PERMANENT.  A message
+ * is delivered only when the engine's confirmation reads a 2xx to the end
+ * of its data (DESIGN 8), so SMTP_OUTCOME_DELIVERED, like any other
+ * value, is refused here: nothing is settled, and smtp_last_error_code()
+ * is SMTP_EINVAL with smtp_last_error() naming the rule (0 after an
+ * accepted call).
  */
 SMTP_API void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
                                int kind, const smtp_reply *reply, int stage);

@@ -415,6 +415,40 @@ def test_c_state_accepts_extra_codes_through_read_smtp2(
     assert run.summary["noops"] == "1"
 
 
+def test_c_state_jumping_to_quit_settles_the_batch_at_once(
+    tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script())
+    files = [str(message_file(tmp_path, MESSAGE, f"{i}.eml")) for i in range(3)]
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        *rcpt_args(RCPTS[:2]),
+        "--concurrency",
+        "1",
+        "--quit-after",
+        "session-ready",
+        *files,
+        timeout=30,
+    )
+    assert run.returncode == 75
+    assert len(run.outcomes) == 6
+    for o in run.outcomes:
+        assert (o["result"], o["error"], o["state"]) == (
+            "transient",
+            "SMTP_ESTATE",
+            "c-quit",
+        )
+        assert "state c-quit ended the session" in o["text"]
+    # One session per message, each ended by the state: none is handed to
+    # another connection.
+    assert run.summary["sessions"] == "3"
+    sessions = server.wait_for_closed_sessions(3)
+    assert [s.verbs for s in sessions] == [("EHLO", "QUIT")] * 3
+    assert server.messages == []
+
+
 def test_submission_is_bounded_and_backpressure_loses_nothing(c_build, smtp_sink):
     run = run_driver(
         smtp_sink.port,

@@ -312,6 +312,7 @@ int ec_smtp_closeconn(delivery_construct *dc, Event *e, connection *conn,
 int smtp_conn_fail(connection *conn, int error, const char *reason);
 int read_smtp_codes(delivery_construct *dc, struct timeval *now, int *mask,
                     const int *codes, size_t n);
+#define SMTP_WRITE_BUFFER_MAX ...
 int smtp_conn_write(connection *conn, const void *buf, size_t len);
 void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms);
 void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,

@@ -20,8 +20,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import events as _events
+from . import states as _states
 from ._smtpstate_cffi import ffi, lib
-from .errors import InvalidArgumentError, SmtpStateError, error_from_code
+from .errors import (
+    InvalidArgumentError,
+    InvalidTypeError,
+    LoopBusyError,
+    SmtpStateError,
+    error_from_code,
+)
 from .states import Stage
 
 if TYPE_CHECKING:
@@ -81,7 +88,10 @@ def _check_address(what: str, value: object) -> str:
     built: no control bytes or angle brackets, spaces only inside a quoted
     local part, at most 254 octets."""
     if not isinstance(value, str):
-        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+        raise InvalidTypeError(
+            f"{what} must be str, not {type(value).__name__} (rule: address)"
+        )
+    _check_encodable(what, value, "address")
     bad = _ADDRESS_FORBIDDEN.search(value)
     if bad:
         raise InvalidArgumentError(
@@ -110,8 +120,10 @@ class Message:
     a readable file.  ``sender`` may be ``""`` for the null reverse-path.
     ``id`` is the caller's own and is carried to the result.  Raises
     :class:`~smtpstate.errors.InvalidArgumentError` (a ``ValueError``) for a
-    CR, LF, NUL or angle bracket in an address, no recipients, or an
-    unreadable file, and ``TypeError`` for data of another type.
+    CR, LF, NUL, angle bracket or lone surrogate in an address, no
+    recipients, or an unreadable file, and
+    :class:`~smtpstate.errors.InvalidTypeError` (a ``TypeError``) for an
+    address, recipients or data of another type.
     """
 
     sender: str
@@ -121,8 +133,13 @@ class Message:
 
     def __post_init__(self) -> None:
         _check_address("sender", self.sender)
-        if isinstance(self.recipients, str | bytes):
-            raise TypeError("recipients must be a sequence of str, not one string")
+        if isinstance(self.recipients, str | bytes) or not isinstance(
+            self.recipients, Iterable
+        ):
+            raise InvalidTypeError(
+                "recipients must be a sequence of str, not "
+                f"{type(self.recipients).__name__} (rule: recipients)"
+            )
         recipients = tuple(self.recipients)
         if not recipients:
             raise InvalidArgumentError("no recipients (rule: at least one recipient)")
@@ -138,7 +155,7 @@ class Message:
                     f"message file {path!r} is not a readable file (rule: body)"
                 )
         elif not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(
+            raise InvalidTypeError(
                 "message data must be bytes or a path to a readable file, not "
                 f"{type(data).__name__}"
             )
@@ -259,6 +276,9 @@ class _Engine:
     #: Schedulers open in this process; worker processes are forked only
     #: when there are none, so no worker holds copies of their sockets.
     live = 0
+    #: True while a C call that may run Python states is under way: Python
+    #: code that runs then is a state's callable (DESIGN 12).
+    in_loop = False
 
     def __init__(
         self, dest: Destination, settings: Settings, event_sink: Any | None
@@ -280,17 +300,6 @@ class _Engine:
     def _build_config(self, s: Settings, with_events: bool) -> Any:
         cfg = ffi.new("smtp_config *")
         lib.smtp_config_init(cfg)
-        for name in (
-            "concurrency",
-            "max_messages_per_connection",
-            "max_recipients_per_transaction",
-            "queue_capacity",
-        ):
-            value = getattr(s, name)
-            if not isinstance(value, int) or not 1 <= value <= 1_000_000:
-                raise InvalidArgumentError(
-                    f"{name} must be an integer from 1 to 1,000,000, not {value!r}"
-                )
         cfg.max_connections = s.concurrency
         cfg.max_connections_per_destination = s.concurrency
         cfg.max_messages_per_connection = s.max_messages_per_connection
@@ -299,15 +308,6 @@ class _Engine:
         cfg.fold_long_lines = s.fold_long_lines
         cfg.wire_trace = 1 if s.wire_trace else 0
         for name, seconds in s.timeouts.items():
-            if name not in TIMEOUT_NAMES:
-                raise InvalidArgumentError(
-                    f"unknown timeout {name!r}; known: {', '.join(TIMEOUT_NAMES)}"
-                )
-            if not isinstance(seconds, int | float) or not 0 < seconds <= 86400:
-                raise InvalidArgumentError(
-                    f"timeout {name}={seconds!r} must be a number of seconds "
-                    "above 0 and at most a day (rule: timeout)"
-                )
             cfg.timeout_ms[TIMEOUT_NAMES[name]] = max(1, round(seconds * 1000))
         cfg.on_outcome = lib.smtpstate_py_on_outcome
         cfg.outcome_arg = self._collector
@@ -317,17 +317,6 @@ class _Engine:
         return cfg
 
     def _build_destination(self, dest: Destination) -> tuple[Any, ...]:
-        if dest.helo is not None and (
-            not dest.helo or any(ord(c) <= 0x20 or c in "\x7f<>" for c in dest.helo)
-        ):
-            raise InvalidArgumentError(
-                f"EHLO name {dest.helo!r} is empty or holds a space, control byte "
-                "or angle bracket (rule: EHLO name)"
-            )
-        if not isinstance(dest.port, int) or not 0 < dest.port < 65536:
-            raise InvalidArgumentError(
-                f"port {dest.port!r} is not 1-65535 (rule: port)"
-            )
         self.dest = ffi.new("smtp_destination *")
         host = ffi.new("char[]", dest.host.encode())
         self.dest.host = host
@@ -407,8 +396,16 @@ class _Engine:
         return [row] * len(message.recipients)
 
     def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
-        """One turn of the C loop; the messages that completed in it."""
-        rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+        """One turn of the C loop; the messages that completed in it.  An
+        interrupt a Python state raised during the turn is raised here."""
+        outer, _Engine.in_loop = _Engine.in_loop, True
+        try:
+            rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+        finally:
+            _Engine.in_loop = outer
+        _raise_interrupt()
+        if rc == lib.SMTP_EBUSY:
+            raise LoopBusyError(ffi.string(lib.smtp_last_error()).decode())
         if rc < 0:
             raise error_from_code(rc, ffi.string(lib.smtp_last_error()).decode())
         return self.collect()
@@ -483,25 +480,141 @@ class _Engine:
         """Frees the scheduler; anything unsettled gets a transient outcome."""
         if self._sched == ffi.NULL:
             return []
-        lib.smtp_scheduler_free(self._sched)
+        outer, _Engine.in_loop = _Engine.in_loop, True
+        try:
+            lib.smtp_scheduler_free(self._sched)
+        finally:
+            _Engine.in_loop = outer
         self._sched = ffi.NULL
         _Engine.live -= 1
-        done = self.collect()
-        lib.smtpstate_py_collector_free(self._collector)
+        try:
+            done = self.collect()
+        finally:
+            lib.smtpstate_py_collector_free(self._collector)
+        _raise_interrupt()
         return done
 
 
+def _raise_interrupt() -> None:
+    """Raises the KeyboardInterrupt or SystemExit a Python state raised
+    inside the C call that just returned (cffi cannot pass it through)."""
+    interrupt = _states.take_interrupt()
+    if interrupt is not None:
+        raise interrupt
+
+
 def _settings(kwargs: dict[str, Any]) -> Settings:
+    """The settings, each checked (DESIGN 9's limits), or the error naming
+    the rule."""
     try:
-        return Settings(**kwargs)
+        s = Settings(**kwargs)
     except TypeError as exc:
-        raise TypeError(f"unknown delivery setting: {exc}") from None
+        raise InvalidTypeError(f"unknown delivery setting: {exc}") from None
+    for name in (
+        "concurrency",
+        "max_messages_per_connection",
+        "max_recipients_per_transaction",
+        "queue_capacity",
+    ):
+        _check_int(name, getattr(s, name), 1, 1_000_000)
+    _check_int("fold_long_lines", s.fold_long_lines, 0, 1_000_000)
+    if not isinstance(s.timeouts, Mapping):
+        raise InvalidTypeError(
+            f"timeouts={s.timeouts!r} is not a mapping of names to seconds "
+            "(rule: timeouts)"
+        )
+    for name, seconds in s.timeouts.items():
+        if name not in TIMEOUT_NAMES:
+            raise InvalidArgumentError(
+                f"unknown timeout {name!r}; known: {', '.join(TIMEOUT_NAMES)}"
+            )
+        if not isinstance(seconds, int | float) or not 0 < seconds <= 86400:
+            raise InvalidArgumentError(
+                f"timeout {name}={seconds!r} must be a number of seconds "
+                "above 0 and at most a day (rule: timeout)"
+            )
+    return s
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(
+            f"{name} must be an int, not {type(value).__name__} (rule: {name})"
+        )
+    if not low <= value <= high:
+        raise InvalidArgumentError(
+            f"{name} must be an integer from {low:,} to {high:,}, not {value!r} "
+            f"(rule: {name})"
+        )
+
+
+def _check_encodable(what: str, value: str, rule: str) -> None:
+    """Text the engine sends must encode: a lone surrogate cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            f"{what} {value!r} holds a lone surrogate, which has no UTF-8 form "
+            f"(rule: {rule})"
+        ) from None
+
+
+def _check_token(what: str, value: object, max_len: int, rule: str) -> None:
+    """The engine's rule for a host, EHLO name or source address: one token
+    of printable ASCII without space or angle brackets."""
+    if not isinstance(value, str):
+        raise InvalidTypeError(
+            f"{what} must be str, not {type(value).__name__} (rule: {rule})"
+        )
+    if (
+        not value
+        or len(value) > max_len
+        or any(not "!" <= c <= "~" or c in "<>" for c in value)
+    ):
+        raise InvalidArgumentError(
+            f"{what} {value!r} is empty, longer than {max_len} or holds a space, "
+            f"control byte, non-ASCII character or angle bracket (rule: {rule})"
+        )
+
+
+def _check_destination(dest: Destination) -> Destination:
+    """The rules smtp_scheduler_submit applies, checked in Python first so
+    that a wrong type is a clear error too."""
+    _check_token("host", dest.host, 255, "host")
+    if isinstance(dest.port, bool) or not isinstance(dest.port, int):
+        raise InvalidTypeError(
+            f"port {dest.port!r} must be an int, not {type(dest.port).__name__} "
+            "(rule: port)"
+        )
+    if not 0 < dest.port < 65536:
+        raise InvalidArgumentError(f"port {dest.port!r} is not 1-65535 (rule: port)")
+    if dest.helo is not None:
+        _check_token("EHLO name", dest.helo, 255, "EHLO name")
+    if dest.source is not None:
+        _check_token("source address", dest.source, 64, "source")
+    return dest
+
+
+def _not_in_loop(func: str) -> None:
+    """Refuses a delivery started by a state's callable, which would run
+    the same states again inside the running loop."""
+    if _Engine.in_loop:
+        raise LoopBusyError(
+            f"{func}() called from inside a state's callable while the loop "
+            "runs (rule: no delivery from inside a state; the loop is not "
+            "re-entrant)"
+        )
 
 
 def _checked(messages: Iterable[Message]) -> Iterator[Message]:
+    if not isinstance(messages, Iterable):
+        raise InvalidTypeError(
+            f"messages must be an iterable of Message, not "
+            f"{type(messages).__name__} (rule: messages)"
+        )
     for message in messages:
         if not isinstance(message, Message):
-            raise TypeError(f"expected Message, not {type(message).__name__}")
+            raise InvalidTypeError(f"expected Message, not {type(message).__name__}")
         yield message
 
 
@@ -526,7 +639,8 @@ def deliver(
     ``timeouts`` (seconds by name: connect, banner, ehlo, mail, rcpt, data,
     body, confirm, rset, quit, idle, custom), ``wire_trace``.  Events go to
     the ``smtpstate`` logger with ``log_events`` and as JSON lines to the
-    file object ``json_events``.  Raises ``TypeError`` or
+    file object ``json_events``.  Raises
+    :class:`~smtpstate.errors.InvalidTypeError` or
     :class:`~smtpstate.errors.InvalidArgumentError` for bad arguments before
     anything is sent, and :class:`~smtpstate.errors.WrongThreadError` off the
     thread that imported smtpstate.  A message file that is gone or
@@ -540,15 +654,20 @@ def deliver(
     A message a worker took and never reported, because the worker died,
     gets a transient result with ``error="SMTP_EWORKER"``.  The default, 1,
     sends from this process.
+
+    Called from a state's callable it raises
+    :class:`~smtpstate.errors.LoopBusyError`: the loop is not re-entrant.
     """
+    _not_in_loop("deliver")
+    dest = _check_destination(Destination(host, port, helo, source))
+    config = _settings(settings)
     items = list(_checked(messages))
     sink = _events.sink_for(log_events, json_events)
-    dest = Destination(host, port, helo, source)
     if workers != 1:
         from . import workers as _workers
 
-        return _workers.deliver(items, dest, _settings(settings), sink, workers)
-    engine = _Engine(dest, _settings(settings), sink)
+        return _workers.deliver(items, dest, config, sink, workers)
+    engine = _Engine(dest, config, sink)
     results: list[MessageResult | None] = [None] * len(items)
     try:
         queue = iter(enumerate(items))
@@ -604,13 +723,15 @@ async def deliver_async(
     the messages are read in full first, and the worker processes' results
     are read on the asyncio thread.
     """
+    _not_in_loop("deliver_async")
+    dest = _check_destination(Destination(host, port, helo, source))
+    config = _settings(settings)
     sink = _events.sink_for(log_events, json_events)
-    dest = Destination(host, port, helo, source)
     if workers != 1:
         from . import workers as _workers
 
         parallel = _workers.deliver_async(
-            list(_checked(messages)), dest, _settings(settings), sink, workers
+            list(_checked(messages)), dest, config, sink, workers
         )
         async with contextlib.aclosing(parallel):
             async for result in parallel:
@@ -619,7 +740,7 @@ async def deliver_async(
     import asyncio
 
     items = _checked(messages)
-    engine = _Engine(dest, _settings(settings), sink)
+    engine = _Engine(dest, config, sink)
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     loop.add_reader(engine.fd, ready.set)
@@ -661,5 +782,10 @@ async def _wait(ready: asyncio.Event, deadline_ms: int) -> None:
         return
     timeout = None if deadline_ms < 0 else deadline_ms / 1000
     ready.clear()
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(ready.wait(), timeout)
+    # Not wait_for: before Python 3.12 it drops a cancellation that comes
+    # as the descriptor turns ready, and asyncio.run turns Ctrl-C into one.
+    waiter = asyncio.ensure_future(ready.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()

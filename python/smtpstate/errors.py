@@ -14,8 +14,11 @@ __all__ = [
     "DuplicateStateNameError",
     "FrozenStateError",
     "InvalidArgumentError",
+    "InvalidTypeError",
+    "LoopBusyError",
     "MissingCallbackError",
     "SessionExpiredError",
+    "SessionMovedError",
     "SmtpStateError",
     "StateBusyError",
     "StateLayoutError",
@@ -97,8 +100,21 @@ class StateBusyError(SmtpStateError, RuntimeError):
     code = lib.SMTP_EBUSY
 
 
+class LoopBusyError(SmtpStateError, RuntimeError):
+    """A delivery was started from inside the loop (from a state's
+    callable): the loop is not re-entrant."""
+
+    code = lib.SMTP_EBUSY
+
+
 class InvalidArgumentError(SmtpStateError, ValueError):
     """An argument was refused (NULL record, bad value)."""
+
+    code = lib.SMTP_EINVAL
+
+
+class InvalidTypeError(SmtpStateError, TypeError):
+    """An argument was of the wrong type (a str where codes were due)."""
 
     code = lib.SMTP_EINVAL
 
@@ -111,6 +127,13 @@ class FrozenStateError(SmtpStateError, AttributeError):
 
 class SessionExpiredError(SmtpStateError, RuntimeError):
     """A :class:`~smtpstate.Session` was used after its callable returned."""
+
+    code = lib.SMTP_ESTATE
+
+
+class SessionMovedError(SmtpStateError, RuntimeError):
+    """A second ``next()``, ``fail()`` or ``close()`` in one call of a
+    state's callable: the first already moved the connection on."""
 
     code = lib.SMTP_ESTATE
 

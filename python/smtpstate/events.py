@@ -15,6 +15,7 @@ import logging
 from typing import IO, Any
 
 from ._smtpstate_cffi import ffi, lib
+from .errors import InvalidTypeError
 
 __all__ = ["EventSink", "format_fields", "sink_for"]
 
@@ -98,6 +99,11 @@ class EventSink:
 def sink_for(log: bool, json_file: IO[str] | None) -> EventSink | None:
     """The sink for these options, or None when no event is wanted (the C
     engine then collects none)."""
+    if json_file is not None and not callable(getattr(json_file, "write", None)):
+        raise InvalidTypeError(
+            f"json_events={json_file!r} is not a file object with write(), open "
+            "for text (rule: json_events)"
+        )
     if not log and json_file is None:
         return None
     return EventSink(log, json_file)

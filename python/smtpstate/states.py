@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import atexit
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,9 @@ from ._smtpstate_cffi import ffi, lib
 from .errors import (
     FrozenStateError,
     InvalidArgumentError,
+    InvalidTypeError,
     SessionExpiredError,
+    SessionMovedError,
     error_from_code,
 )
 
@@ -114,6 +116,8 @@ SKIP = lib.SMTP_STATE_SKIP
 WANT_READ = lib.SMTP_WANT_READ
 WANT_WRITE = lib.SMTP_WANT_WRITE
 _WANT_BITS = lib.SMTP_WANT_READ | lib.SMTP_WANT_WRITE
+# The outcomes Session.fail may decide (smtp_outcome_set's rule).
+_FAIL_KINDS = (lib.SMTP_OUTCOME_TRANSIENT, lib.SMTP_OUTCOME_PERMANENT)
 
 
 @dataclass(frozen=True)
@@ -140,16 +144,20 @@ class Session:
 
     Every method acts on the C connection; using the session after the
     callable returned raises
-    :class:`~smtpstate.errors.SessionExpiredError`.
+    :class:`~smtpstate.errors.SessionExpiredError`.  A call moves the
+    connection on once, with :meth:`next`, :meth:`fail` or :meth:`close`: a
+    second of these raises :class:`~smtpstate.errors.SessionMovedError` and
+    does nothing.
     """
 
-    __slots__ = ("_conn", "_dc", "_connh", "_closed")
+    __slots__ = ("_conn", "_dc", "_connh", "_closed", "_moved")
 
     def __init__(self, conn: Any, dc: Any = None, connh: Any = None) -> None:
         self._conn = conn
         self._dc = dc
         self._connh = connh
         self._closed = False
+        self._moved: str | None = None  # the first of next, fail, close
 
     def _live(self) -> Any:
         if self._conn is None:
@@ -161,6 +169,16 @@ class Session:
 
     def _expire(self) -> None:
         self._conn = None
+
+    def _once(self, move: str) -> None:
+        """A call moves the connection on at most once: a second move would
+        act for the state the first one entered (next() twice skips that
+        state's reply), or on a connection already closed."""
+        if self._moved is not None:
+            raise SessionMovedError(
+                f"Session.{move}() after {self._moved}() in the same call "
+                "does nothing (rule: one move per call: next, fail or close)"
+            )
 
     def _need_dc(self) -> Any:
         self._live()
@@ -207,17 +225,44 @@ class Session:
 
     def send(self, command: str | bytes) -> None:
         """Queues one command; CRLF is added when missing.  Raises
-        ``ValueError`` for a CR or LF inside it and
-        :class:`~smtpstate.errors.SmtpStateError` when it does not fit."""
-        line = command.encode("utf-8") if isinstance(command, str) else command
+        :class:`~smtpstate.errors.InvalidArgumentError` for a CR, LF or NUL
+        inside it or a command over ``SMTP_WRITE_BUFFER_MAX`` (64 KiB) with
+        its CRLF, and :class:`~smtpstate.errors.SmtpStateError` when it does
+        not fit now."""
+        if isinstance(command, str):
+            try:
+                line = command.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError(
+                    "command holds a lone surrogate, which has no UTF-8 form "
+                    "(rule: command)"
+                ) from None
+        elif isinstance(command, bytes | bytearray):
+            line = bytes(command)
+        else:
+            raise InvalidTypeError(
+                f"command must be str or bytes, not {type(command).__name__}"
+            )
         line = line.removesuffix(b"\r\n")
         if b"\r" in line or b"\n" in line or b"\0" in line:
             raise InvalidArgumentError(
                 "command contains CR, LF or NUL (rule: one command per line)"
             )
-        rc = lib.smtp_conn_write(self._live(), line + b"\r\n", len(line) + 2)
+        if len(line) + 2 > lib.SMTP_WRITE_BUFFER_MAX:
+            raise InvalidArgumentError(
+                f"command of {len(line) + 2} bytes with its CRLF is over the "
+                f"{lib.SMTP_WRITE_BUFFER_MAX}-byte output buffer (rule: command "
+                "size)"
+            )
+        conn = self._live()
+        if self._closed:
+            raise SessionMovedError(
+                "Session.send() after the connection was closed in this call"
+            )
+        rc = lib.smtp_conn_write(conn, line + b"\r\n", len(line) + 2)
         if rc != 0:
-            raise error_from_code(rc, f"cannot queue command: code {rc}")
+            reason = ffi.string(lib.smtp_strerror(rc)).decode()
+            raise error_from_code(rc, f"cannot queue the command: {reason}")
 
     def read_reply(self, *codes: int) -> Reply | None:
         """The next complete reply, or ``None`` when it has not all arrived
@@ -248,28 +293,47 @@ class Session:
     def next(self, state_id: int | None = None) -> None:
         """Moves on: to the default next state, or to ``state_id``."""
         dc = self._need_dc()
+        self._once("next")
         target = ffi.NULL
         if state_id is not None:
-            target = lib.smtp_get_state(int(state_id))
+            target = lib.smtp_get_state(_state_id(state_id))
             if target == ffi.NULL:
                 _raise_last_error()
         lib.smtp_next_state(dc, self._connh, target, ffi.NULL)
+        self._moved = "next"
 
     def fail(self, outcome: int, stage: int | None = None) -> None:
         """Decides every unsettled recipient on the connection with the last
-        reply (``outcome`` is an :class:`~smtpstate.Outcome`), then closes."""
+        reply, then closes.  ``outcome`` is ``Outcome.TRANSIENT`` or
+        ``Outcome.PERMANENT``; anything else, ``Outcome.DELIVERED`` included
+        (only the server's 2xx to the end of the data delivers), raises
+        :class:`~smtpstate.errors.InvalidArgumentError` and settles nothing."""
         dc = self._need_dc()
         conn = self._live()
+        self._once("fail")
+        if isinstance(outcome, bool) or outcome not in _FAIL_KINDS:
+            raise InvalidArgumentError(
+                f"Session.fail({outcome!r}): a state decides TRANSIENT or "
+                "PERMANENT only (rule: only a 2xx to the end of the data makes "
+                "DELIVERED)"
+            )
         if stage is None:
             stage = conn.state.tostage(conn.state, conn) if conn.state.tostage else 22
         lib.smtp_outcome_set(
             dc, -1, -1, int(outcome), ffi.addressof(dc.last_reply), int(stage)
         )
-        self.close(f"state {_state_name(conn)} failed the session")
+        self._close(f"state {_state_name(conn)} failed the session")
+        self._moved = "fail"
 
     def close(self, reason: str) -> None:
         """Fails every message still on the connection transiently with
         ``reason`` and closes it."""
+        self._live()
+        self._once("close")
+        self._close(reason)
+        self._moved = "close"
+
+    def _close(self, reason: str) -> None:
         conn = self._live()
         if not self._closed:
             self._closed = True
@@ -385,6 +449,17 @@ def _mark_dead() -> None:
 atexit.register(_mark_dead)
 
 
+def _state_id(value: object, what: str = "state id") -> int:
+    """``value`` as a C state id.  An int outside C's range names no state,
+    so it becomes 0, which no state has and the table refuses as such."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(
+            f"{what} must be a state id (int), not {type(value).__name__} "
+            "(rule: state id)"
+        )
+    return int(value) if -(1 << 31) <= value < 1 << 31 else 0
+
+
 def _raise_last_error() -> None:
     code, message = _raw.last_error()
     raise error_from_code(code, message)
@@ -393,7 +468,9 @@ def _raise_last_error() -> None:
 def _build_record(state: SmtpState, registration: _Registration) -> tuple[Any, Any]:
     name = state.name
     if not isinstance(name, str):
-        raise TypeError(f"SmtpState name must be str, not {type(name).__name__}")
+        raise InvalidTypeError(
+            f"SmtpState name must be str, not {type(name).__name__} (rule: name)"
+        )
     encoded = name.encode("utf-8")
     if b"\0" in encoded:
         encoded = b""  # refused by the C name rule, which names it
@@ -422,15 +499,14 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
     the table is then unchanged.
     """
     if not isinstance(state, SmtpState):
-        raise TypeError(f"expected SmtpState, not {type(state).__name__}")
-    if isinstance(insert_after, bool) or not isinstance(insert_after, int):
-        raise TypeError(
-            f"insert_after must be a state id (int), not {type(insert_after).__name__}"
-        )
+        raise InvalidTypeError(f"expected SmtpState, not {type(state).__name__}")
+    insert_after = _state_id(insert_after, "insert_after")
     for role in ("callback", "setup", "free", "tostage", "tostring"):
         value = getattr(state, role)
         if value is not None and not callable(value):
-            raise TypeError(f"SmtpState {state.name!r}: {role} is not callable")
+            raise InvalidTypeError(
+                f"SmtpState {state.name!r}: {role} is not callable (rule: {role})"
+            )
     if state.registered:
         raise FrozenStateError(
             f"SmtpState {state.name!r} is already registered as id {state.id} "
@@ -456,31 +532,80 @@ def smtp_unregister_client_state(state_id: int) -> None:
     :class:`~smtpstate.errors.StateBusyError` or
     :class:`~smtpstate.errors.WrongThreadError`; the table is then unchanged.
     """
-    if _raw.smtp_unregister_client_state(int(state_id)) != 0:
+    state_id = _state_id(state_id)
+    if _raw.smtp_unregister_client_state(state_id) != 0:
         _raise_last_error()
-    registration = _registry.pop(int(state_id), None)
+    registration = _registry.pop(state_id, None)
     if registration is not None:
         object.__setattr__(registration.state, "_id", None)
+
+
+def _expected_codes(expect: int | Iterable[int]) -> tuple[int, ...]:
+    """``expect`` as a tuple of reply codes, or the error naming the rule."""
+    codes = (expect,) if isinstance(expect, int) else expect
+    if isinstance(codes, str | bytes | bytearray) or not isinstance(codes, Iterable):
+        raise InvalidTypeError(
+            f"expect={expect!r}: a reply code or a sequence of reply codes "
+            "(rule: expect holds int codes)"
+        )
+    codes = tuple(codes)
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise InvalidTypeError(
+                f"expect={expect!r} holds {code!r}, not an int (rule: expect "
+                "holds int codes)"
+            )
+    if not codes or not all(200 <= code <= 599 for code in codes):
+        raise InvalidArgumentError(
+            f"expect={expect!r}: one or more reply codes from 200 to 599 "
+            "(rule: expect holds reply codes)"
+        )
+    return codes
+
+
+def _checked_stage(stage: int) -> int:
+    """A custom state's stage: a code of DESIGN 7 or its own from 100 up."""
+    if isinstance(stage, bool) or not isinstance(stage, int):
+        raise InvalidTypeError(f"stage={stage!r} is not an int (rule: stage)")
+    if not (
+        0 <= stage <= lib.SMTP_STAGE_UNKNOWN
+        or lib.SMTP_STAGE_CUSTOM <= stage <= _STAGE_MAX
+    ):
+        raise InvalidArgumentError(
+            f"stage={stage} is neither a built-in stage (0-22) nor a custom "
+            "one (100 and up) (rule: stage)"
+        )
+    return stage
+
+
+# The largest stage code: stages travel as C ints.
+_STAGE_MAX = (1 << 31) - 1
 
 
 def command_state(
     name: str,
     command: str,
     *,
-    expect: tuple[int, ...] = (250,),
+    expect: int | Iterable[int] = (250,),
     on_failure: str = "fail",
     stage: int = lib.SMTP_STAGE_CUSTOM,
 ) -> SmtpState:
     """A state that sends one command and checks its reply.
 
-    On a code in ``expect`` it moves to its next state.  Otherwise the
-    reply's class decides for every unsettled message on the connection (4xx
-    transient, 5xx permanent, reported with this state's ``stage``), unless
-    ``on_failure="continue"``, which moves on whatever the reply.  Register
-    the result with :func:`register_smtp_client_state`.
+    On a code in ``expect`` (one reply code or several, 200 to 599) it moves
+    to its next state.  Otherwise the reply's class decides for every
+    unsettled message on the connection (4xx transient, 5xx permanent,
+    reported with this state's ``stage``), unless ``on_failure="continue"``,
+    which moves on whatever the reply.  ``stage`` is a built-in stage code
+    (0 to 22, :class:`Stage`) or the state's own, from 100 up.  Raises
+    ``TypeError`` or :class:`~smtpstate.errors.InvalidArgumentError` naming
+    the rule for anything else.  Register the result with
+    :func:`register_smtp_client_state`.
     """
     if on_failure not in ("fail", "continue"):
         raise InvalidArgumentError("on_failure must be 'fail' or 'continue'")
+    expect = _expected_codes(expect)
+    stage = _checked_stage(stage)
     if not command or any(c in command for c in "\r\n\0"):
         raise InvalidArgumentError(
             f"command {command!r} is empty or holds CR, LF or NUL (rule: one "
@@ -545,7 +670,7 @@ def smtp_get_state(state_id: int) -> StateInfo | None:
 
     Raises :class:`~smtpstate.errors.WrongThreadError` off the owner thread.
     """
-    record = _raw.smtp_get_state(int(state_id))
+    record = _raw.smtp_get_state(_state_id(state_id))
     if record == ffi.NULL:
         code, message = _raw.last_error()
         if code == lib.SMTP_ENOSTATE:
@@ -566,7 +691,43 @@ def smtp_get_state_machine() -> list[StateInfo]:
 
 # The trampolines: C calls these for every Python state.  None lets an
 # exception cross into C: each records it on the registration and answers
-# as the contract says for a state that failed.
+# as the contract says for a state that failed.  An interrupt
+# (KeyboardInterrupt, SystemExit: a BaseException that is not an
+# Exception) fails its connection the same way and is also kept in
+# _interrupts, for the code that called into C to raise once C returns
+# (take_interrupt); cffi would otherwise print it and carry on.
+
+_interrupts: list[BaseException] = []
+
+
+def take_interrupt() -> BaseException | None:
+    """The first interrupt a Python callable raised since the last call, or
+    ``None``; forgets them all."""
+    if not _interrupts:
+        return None
+    first = _interrupts[0]
+    _interrupts.clear()
+    return first
+
+
+def _note(registration: _Registration, exc: BaseException) -> None:
+    registration.last_exception = exc
+    if not isinstance(exc, Exception):
+        _interrupts.append(exc)
+
+
+def _escaped(default: Any) -> Callable[..., Any]:
+    """cffi's onerror for a trampoline: an interrupt that arrived outside
+    the trampoline's own handling (between two of its lines) is kept like
+    any other, and C gets `default`, an answer that fails the connection."""
+
+    def onerror(exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        if exc is not None and not isinstance(exc, Exception):
+            _interrupts.append(exc)
+            return default
+        return None  # a bug of the trampoline: cffi reports it
+
+    return onerror
 
 
 def _registration_of(record: Any) -> _Registration | None:
@@ -579,9 +740,9 @@ def _registration_of(record: Any) -> _Registration | None:
 def _contain(registration: _Registration, session: Session, exc: BaseException) -> None:
     """Records an exception from a Python callable and fails only its
     connection's messages, transiently, with the exception as the reason."""
-    registration.last_exception = exc
+    _note(registration, exc)
     if session._conn is not None and not session._closed:
-        session.close(
+        session._close(
             f"state {registration.state.name} raised {type(exc).__name__}: {exc}"
         )
 
@@ -592,14 +753,14 @@ def _call_with_session(
     """Runs ``fn(session, *args)``; (False, None) when it raised."""
     try:
         return True, fn(session, *args)
-    except Exception as exc:
+    except BaseException as exc:
         _contain(registration, session, exc)
         return False, None
     finally:
         session._expire()
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(0))
 def _py_state_callback(
     dc: Any,
     e: Any,
@@ -634,7 +795,7 @@ def _py_state_callback(
     return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, message.encode()))
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(lib.SMTP_ESTATE))
 def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     registration = _registration_of(self)
     if registration is None or registration.state.setup is None:
@@ -653,20 +814,20 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     return int(lib.SMTP_ESTATE)
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(None))
 def _py_state_free(self: Any, conn: Any) -> None:
     registration = _registration_of(self)
     if registration is not None and registration.state.free is not None:
         session = Session(conn)
         try:
             registration.state.free(session)
-        except Exception as exc:
-            registration.last_exception = exc
+        except BaseException as exc:
+            _note(registration, exc)
         finally:
             session._expire()
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(lib.SMTP_STAGE_UNKNOWN))
 def _py_state_tostage(self: Any, conn: Any) -> int:
     unknown = int(lib.SMTP_STAGE_UNKNOWN)
     registration = _registration_of(self)
@@ -674,8 +835,8 @@ def _py_state_tostage(self: Any, conn: Any) -> int:
         return unknown
     try:
         stage = registration.state.tostage(int(conn.local_state))
-    except Exception as exc:
-        registration.last_exception = exc
+    except BaseException as exc:
+        _note(registration, exc)
         return unknown
     return int(stage) if isinstance(stage, int) and stage >= 0 else unknown
 
@@ -683,7 +844,7 @@ def _py_state_tostage(self: Any, conn: Any) -> int:
 _MAX_STAGE_TEXTS = 256
 
 
-@ffi.def_extern()
+@ffi.def_extern(onerror=_escaped(lib.smtp_stage_name(lib.SMTP_STAGE_UNKNOWN)))
 def _py_state_tostring(self: Any, stage: int) -> Any:
     fallback = lib.smtp_stage_name(stage)
     registration = _registration_of(self)
@@ -693,8 +854,8 @@ def _py_state_tostring(self: Any, stage: int) -> Any:
     if stage not in texts:
         try:
             text = registration.state.tostring(int(stage))
-        except Exception as exc:
-            registration.last_exception = exc
+        except BaseException as exc:
+            _note(registration, exc)
             return fallback
         if not isinstance(text, str) or not text or len(texts) >= _MAX_STAGE_TEXTS:
             return fallback

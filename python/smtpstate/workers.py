@@ -78,7 +78,12 @@ from .delivery import (
     _Engine,
     recipient_results,
 )
-from .errors import InvalidArgumentError, SmtpStateError, WrongThreadError
+from .errors import (
+    InvalidArgumentError,
+    InvalidTypeError,
+    SmtpStateError,
+    WrongThreadError,
+)
 from .events import EventSink, logger
 from .states import Stage
 
@@ -105,7 +110,9 @@ _EX_SOFTWARE, _EX_ORPHANED = 70, 75
 def check_count(workers: object) -> int:
     """``workers`` as a count of processes: an int from 1 to MAX_WORKERS."""
     if isinstance(workers, bool) or not isinstance(workers, int):
-        raise TypeError(f"workers must be an int, not {type(workers).__name__}")
+        raise InvalidTypeError(
+            f"workers must be an int, not {type(workers).__name__} (rule: workers)"
+        )
     if not 1 <= workers <= MAX_WORKERS:
         raise InvalidArgumentError(
             f"workers={workers}: use 1 to {MAX_WORKERS} (rule: workers)"
