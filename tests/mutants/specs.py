@@ -700,10 +700,10 @@ SPECS = [
         (
             Edit(
                 "python/smtpstate/states.py",
-                "    except Exception as exc:\n"
+                "    except BaseException as exc:\n"
                 "        _contain(registration, session, exc)\n"
                 "        return False, None",
-                "    except Exception:\n        return False, None",
+                "    except BaseException:\n        return False, None",
             ),
         ),
         build="full",
