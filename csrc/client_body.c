@@ -238,6 +238,7 @@ int smtp__confirmation_callback(SMTP__CALLBACK_PARAMS)
     (void)e, (void)domain, (void)binding_slot, (void)am;
     if (!smtp__await_reply(c, events, ok, 3, &code, &ret))
         return ret;
+    c->txn.in_data = false;
     if (code > 0)
         kind = SMTP_OUTCOME_DELIVERED;
     else if (-code < 500)

@@ -215,6 +215,7 @@ int smtp__data_callback(SMTP__CALLBACK_PARAMS)
     if (dot)
         return data_abandoned(c, now); /* whatever it says, nobody got it */
     if (code > 0 && c->txn.accepted > 0) {
+        c->txn.in_data = true;
         smtp_next_state(dc, connh, NULL, now);
         return SMTP_WANT_WRITE;
     }

@@ -89,6 +89,10 @@ struct smtp__txn {
     bool file_eof;
     size_t body_pos;             /* in-memory bytes already encoded */
     bool body_done;              /* the terminator is queued */
+    bool in_data;                /* from DATA's 354 until the reply to the
+                                    end of data is read: no command may go
+                                    out, so no other reply can be taken
+                                    for the body's */
     size_t body_unacked;         /* body bytes the server had not yet
                                     acknowledged at the last look */
     struct smtp__body_encoder enc;

@@ -454,7 +454,9 @@ SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
  * buffer; the engine sends it after the callback returns.  Returns 0, or
  * SMTP_EAGAIN when it does not fit now (nothing is queued), SMTP_EPROTO
  * when the server sent bytes that no command asked for (unread replies
- * are still buffered), SMTP_EINVAL for a closed connection or for more
+ * are still buffered) or inside the data phase, from DATA's 354 until the
+ * reply to the end of data is read (no state may send there; the reason
+ * is in smtp_last_error()), SMTP_EINVAL for a closed connection or for more
  * than SMTP_WRITE_BUFFER_MAX bytes, which never fit (then with the limit
  * named in smtp_last_error()).
  */

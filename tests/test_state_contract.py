@@ -547,3 +547,24 @@ def test_oversized_command_is_refused_naming_the_limit(
     assert result.delivered
     (session,) = server.wait_for_closed_sessions(1)
     assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
+
+
+@pytest.mark.parametrize("after", [BuiltinState.DATA, BuiltinState.BODY])
+def test_state_cannot_send_inside_the_data_phase(
+    after, scripted_server_factory, registered
+):
+    # The server refuses the data; a NOOP slipped in after the body would
+    # draw a 250 the confirmation could take for the body's reply.
+    server = scripted_server_factory(Script(end_of_data="554 5.7.1 no"))
+    registered(
+        smtpstate.command_state("py-in-data", "NOOP", on_failure="continue"),
+        after,
+    )
+    (result,) = smtpstate.deliver(
+        messages(1), "127.0.0.1", server.port, timeouts={"confirm": 2}
+    )
+    (rcpt,) = result.recipients
+    assert rcpt.outcome is not Outcome.DELIVERED, rcpt
+    assert "rule: no command inside the data phase" in rcpt.text
+    assert all("NOOP" not in s.verbs for s in server.sessions)
+    assert all(not (m.reply or b"").startswith(b"2") for m in server.messages)

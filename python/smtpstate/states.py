@@ -262,6 +262,8 @@ class Session:
         rc = lib.smtp_conn_write(conn, line + b"\r\n", len(line) + 2)
         if rc != 0:
             reason = ffi.string(lib.smtp_strerror(rc)).decode()
+            if rc == lib.SMTP_EPROTO:  # every such refusal records why
+                reason = ffi.string(lib.smtp_last_error()).decode()
             raise error_from_code(rc, f"cannot queue the command: {reason}")
 
     def read_reply(self, *codes: int) -> Reply | None:
