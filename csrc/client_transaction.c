@@ -210,7 +210,6 @@ static bool body_open(struct smtp__conn *c, struct smtp__msg *msg)
     c->txn.body_fd = fd;
     c->txn.body_len = (size_t)st.st_size;
     c->txn.file_off = 0;
-    c->txn.file_eof = false;
     return true;
 }
 

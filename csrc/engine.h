@@ -73,8 +73,7 @@ struct smtp__txn {
     const char *body;            /* the message bytes, when in memory */
     size_t body_len;             /* its length, or the file's at MAIL */
     int body_fd;                 /* the message file, -1 when in memory */
-    uint64_t file_off;           /* next file offset to read */
-    bool file_eof;
+    uint64_t file_off;           /* first file byte not yet encoded */
     size_t body_pos;             /* in-memory bytes already encoded */
     bool body_done;              /* the terminator is queued */
     size_t body_unacked;         /* body bytes the server had not yet
@@ -100,13 +99,10 @@ struct smtp__conn {
     char *wbuf;
     size_t wcap, wstart, wend;
 
-    /* the body in flight: encoded bytes body_buf[body_start..body_end),
-     * and for a file, bytes read but not yet encoded, in_buf[in_start..
-     * in_end) */
+    /* encoded body bytes the socket did not take yet, body_buf[
+     * body_start..body_end); allocated only when a send falls short */
     char *body_buf;
     size_t body_start, body_end;
-    char *in_buf;
-    size_t in_start, in_end;
 
     int want;                    /* events the state waits for */
     int interest;                /* events registered with epoll */
@@ -157,8 +153,15 @@ static inline struct smtp__conn *smtp__conn_of_dc(delivery_construct *dc)
 uint64_t smtp__now_ms(void);
 void smtp__timeval_now(struct timeval *tv);
 
+/* Bytes in each half of the scheduler's scratch buffer. */
+#define SMTP__SCRATCH_HALF 65536
+
 /* scheduler.c */
 const smtp_config *smtp__config(const smtp_scheduler *sched);
+/* The scheduler's scratch buffer, 2 * SMTP__SCRATCH_HALF bytes, shared
+ * by every connection for work that ends within one callback; NULL when
+ * it cannot be allocated. */
+char *smtp__scratch(smtp_scheduler *sched);
 void smtp__emit(struct smtp__conn *c, int type, int code, int error,
                 const char *text, size_t len);
 void smtp__emit_state(struct smtp__conn *c, const smtp_state *from);

@@ -45,6 +45,7 @@ struct smtp_scheduler {
     bool draining;                 /* no new work: submit refused */
     bool finishing;                /* run(): QUIT connections when idle */
     size_t reply_high_water;       /* largest receive buffer held */
+    char *scratch;                 /* smtp__scratch, allocated on first use */
     uint64_t next_session;
 };
 
@@ -90,6 +91,13 @@ SMTP_API void smtp_config_init(smtp_config *cfg)
 const smtp_config *smtp__config(const smtp_scheduler *sched)
 {
     return &sched->cfg;
+}
+
+char *smtp__scratch(smtp_scheduler *sched)
+{
+    if (sched->scratch == NULL)
+        sched->scratch = malloc(2 * SMTP__SCRATCH_HALF);
+    return sched->scratch;
 }
 
 bool smtp__draining(const smtp_scheduler *sched)
@@ -974,5 +982,6 @@ SMTP_API void smtp_scheduler_free(smtp_scheduler *sched)
     free_dead(sched);
     smtp__deadlines_free(&sched->deadlines);
     close(sched->epfd);
+    free(sched->scratch);
     free(sched);
 }
