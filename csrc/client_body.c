@@ -156,12 +156,15 @@ static long body_send(struct smtp__conn *c, const char *buf, size_t len)
         if (n >= 0) {
             if (smtp__config(c->sched)->wire_trace)
                 smtp__emit_wire(c, buf, (size_t)n, 1);
+            c->write_blocked = (size_t)n < len;
             return n;
         }
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->write_blocked = true;
             return 0;
+        }
         return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED
                                                      : SMTP_EIO;
     }

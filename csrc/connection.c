@@ -23,6 +23,7 @@
 
 #define WBUF_INITIAL 1024
 #define WBUF_MAX 65536
+#define DISPATCH_ROUNDS 8 /* callbacks one dispatch may run */
 
 int smtp__conn_stage(struct smtp__conn *c)
 {
@@ -167,8 +168,10 @@ int smtp__conn_flush(struct smtp__conn *c)
                          c->wend - c->wstart, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->write_blocked = true;
             return 0;
+        }
         if (n < 0)
             return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED
                                                          : SMTP_EIO;
@@ -275,40 +278,61 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
     c->transitioning = false;
 }
 
-/* After a callback or a setup: send what was queued, wait as asked. */
-static void settle_interest(struct smtp__conn *c, int want)
+/* Events already due: a reply buffered with an earlier one (epoll will
+ * not report it again), or a write the socket has not refused (when
+ * EPOLLOUT is registered, epoll reports it instead). */
+static int due_events(struct smtp__conn *c)
+{
+    int due = 0;
+
+    if ((c->want & SMTP_WANT_READ) && smtp__conn_has_unread(c))
+        due |= E_READ;
+    if ((c->want & SMTP_WANT_WRITE) && !(c->interest & EPOLLOUT))
+        due |= E_WRITE;
+    return due;
+}
+
+/* After a callback or a setup: sends what was queued, waits as asked,
+ * and returns the events already due. */
+static int settle_interest(struct smtp__conn *c, int want)
 {
     int r = smtp__conn_flush(c);
 
     if (r < 0) {
         smtp__conn_fail(c, r, "write failed: %s", smtp_strerror(r));
-        return;
+        return 0;
     }
     smtp__conn_want(c, want);
-    smtp__conn_check_buffered(c);
+    return c->closed ? 0 : due_events(c);
 }
 
 void smtp__conn_enter_first_state(struct smtp__conn *c)
 {
+    int due;
+
     c->transitioned = false;
     smtp_next_state(&c->dc, &c->handle, NULL, NULL);
-    if (!c->closed)
-        settle_interest(c, c->setup_want);
+    if (c->closed)
+        return;
+    due = settle_interest(c, c->setup_want);
+    if (due)
+        smtp__wake(c, due);
 }
 
-void smtp__conn_dispatch(struct smtp__conn *c, int events)
+/* One callback under the return contract; returns the events already
+ * due after it. */
+static int dispatch_once(struct smtp__conn *c, int events,
+                         struct timeval *now)
 {
-    struct timeval now;
     smtp_state *state = c->pub.state;
     int ret;
 
-    smtp__timeval_now(&now);
     c->transitioned = false;
     c->closed_by_state = false;
     c->in_dispatch = true;
     ret = state->callback(&c->dc, &c->ev, &c->pub, &c->handle,
                           &c->dest->domain, c->handle.binding_slot,
-                          &c->dest->metrics, &now, events);
+                          &c->dest->metrics, now, events);
     c->in_dispatch = false;
     if (c->closed) {
 #ifndef NDEBUG
@@ -318,12 +342,12 @@ void smtp__conn_dispatch(struct smtp__conn *c, int events)
             abort();
         }
 #endif
-        return;
+        return 0;
     }
     if (ret == 0) {
         smtp__conn_fail(c, SMTP_ESTATE, "state %s returned 0 without "
                         "closing the connection", state->name);
-        return;
+        return 0;
     }
     if (c->transitioned)
         ret = c->setup_want;
@@ -331,9 +355,35 @@ void smtp__conn_dispatch(struct smtp__conn *c, int events)
         smtp__conn_fail(c, SMTP_ESTATE, "state %s returned %d, not "
                         "SMTP_WANT_READ or SMTP_WANT_WRITE", state->name,
                         ret);
-        return;
+        return 0;
     }
-    settle_interest(c, ret & (SMTP_WANT_READ | SMTP_WANT_WRITE));
+    return settle_interest(c, ret & (SMTP_WANT_READ | SMTP_WANT_WRITE));
+}
+
+/*
+ * Delivers `events`, then what became due meanwhile, in the same call:
+ * the replies of a pipelined group each to its state, and a new state's
+ * first write without a trip through epoll.  A state that asks to write
+ * again in the same state, and whatever is due after DISPATCH_ROUNDS
+ * calls, waits for the wake phase, so one connection cannot hold the
+ * loop.
+ */
+void smtp__conn_dispatch(struct smtp__conn *c, int events)
+{
+    struct timeval now;
+
+    smtp__timeval_now(&now);
+    for (int round = 0; events != 0; round++) {
+        if (round == DISPATCH_ROUNDS) {
+            smtp__wake(c, events);
+            return;
+        }
+        events = dispatch_once(c, events, &now);
+        if ((events & E_WRITE) && !c->transitioned) {
+            smtp__wake(c, E_WRITE);
+            events &= ~E_WRITE;
+        }
+    }
 }
 
 /* ---- the batch --------------------------------------------------------- */

@@ -106,6 +106,7 @@ struct smtp__conn {
 
     int want;                    /* events the state waits for */
     int interest;                /* events registered with epoll */
+    bool write_blocked;          /* a send fell short since EPOLLOUT */
     bool connecting;
     bool closed;
     bool in_dispatch;
@@ -169,13 +170,14 @@ void smtp__emit_wire(struct smtp__conn *c, const char *bytes, size_t len,
                      int sent);
 void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms);
 void smtp__conn_want(struct smtp__conn *c, int want);
+/* Delivers `events` to the connection's state on the loop's wake phase. */
+void smtp__wake(struct smtp__conn *c, int events);
 struct smtp__msg *smtp__dest_pop(struct smtp__dest *dest);
 void smtp__dest_push_front(struct smtp__dest *dest, struct smtp__msg *msg);
 bool smtp__draining(const smtp_scheduler *sched);
 void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg);
 void smtp__conn_mark_idle(struct smtp__conn *c, bool idle);
 void smtp__sched_forget(struct smtp__conn *c);
-void smtp__conn_check_buffered(struct smtp__conn *c);
 void smtp__note_reply_buffer(smtp_scheduler *sched, size_t bytes);
 
 /* connection.c */

@@ -515,7 +515,15 @@ void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms)
         smtp__conn_fail(c, SMTP_ENOMEM, "no memory for a deadline");
 }
 
-void smtp__conn_want(struct smtp__conn *c, int want)
+/*
+ * Registers what the connection waits for.  A socket counts as writable
+ * until a send falls short, so EPOLLOUT is registered only after one did;
+ * until then dispatch delivers E_WRITE itself (connection.c).  EPOLLIN
+ * stays registered when a state stops reading for a while (DATA to the
+ * body and back costs no epoll_ctl); `strict` drops it once it fires
+ * unwanted, so it cannot fire turn after turn.
+ */
+static void conn_interest(struct smtp__conn *c, int want, bool strict)
 {
     int interest = 0;
     struct epoll_event ev;
@@ -525,8 +533,12 @@ void smtp__conn_want(struct smtp__conn *c, int want)
     c->want = want;
     if (want & SMTP_WANT_READ)
         interest |= EPOLLIN;
-    if ((want & SMTP_WANT_WRITE) || c->wstart < c->wend || c->connecting)
+    if (c->wstart < c->wend || c->connecting ||
+        ((want & SMTP_WANT_WRITE) &&
+         (c->write_blocked || (c->interest & EPOLLOUT))))
         interest |= EPOLLOUT;
+    if (!strict)
+        interest |= c->interest & EPOLLIN;
     if (interest == c->interest)
         return;
     ev.events = (uint32_t)interest;
@@ -538,7 +550,12 @@ void smtp__conn_want(struct smtp__conn *c, int want)
     c->interest = interest;
 }
 
-static void wake_push(struct smtp__conn *c, int events)
+void smtp__conn_want(struct smtp__conn *c, int want)
+{
+    conn_interest(c, want, false);
+}
+
+void smtp__wake(struct smtp__conn *c, int events)
 {
     smtp_scheduler *sched = c->sched;
 
@@ -555,7 +572,7 @@ SMTP_API void smtp_conn_wake(connection *conn)
     struct smtp__conn *c = smtp__conn_of(conn);
 
     if (!c->closed)
-        wake_push(c, E_ASYNC);
+        smtp__wake(c, E_ASYNC);
 }
 
 /* Doubly linked, so marking is O(1) with thousands of idle connections. */
@@ -719,7 +736,7 @@ static void dest_dispatch(smtp_scheduler *sched, struct smtp__dest *d)
         struct smtp__conn *c = d->idle;
         smtp__conn_mark_idle(c, false);
         smtp__conn_batch_add(c, smtp__dest_pop(d));
-        wake_push(c, E_ASYNC);
+        smtp__wake(c, E_ASYNC);
     }
     while (d->queued > 0 &&
            d->connections < sched->cfg.max_connections_per_destination &&
@@ -745,6 +762,8 @@ static void handle_ready(struct smtp__conn *c, uint32_t ready)
         connected(c);
         return;
     }
+    if (ready & EPOLLOUT)
+        c->write_blocked = false;
     if ((ready & EPOLLOUT) && c->wstart < c->wend) {
         int r = smtp__conn_flush(c);
         if (r < 0) {
@@ -762,7 +781,7 @@ static void handle_ready(struct smtp__conn *c, uint32_t ready)
     if (events)
         smtp__conn_dispatch(c, events);
     else
-        smtp__conn_want(c, c->want);
+        conn_interest(c, c->want, true);
 }
 
 static void fire_deadlines(smtp_scheduler *sched, uint64_t now)
@@ -797,6 +816,10 @@ static int deliver_wakes(smtp_scheduler *sched)
 
         c->on_wake_list = false;
         c->pending_events = 0;
+        /* A write asked for before the state moved on, or with output
+         * still queued, is not due. */
+        if (!(c->want & SMTP_WANT_WRITE) || c->wstart < c->wend)
+            events &= ~E_WRITE;
         if (!c->closed && !c->connecting && events) {
             smtp__conn_dispatch(c, events);
             handled++;
@@ -804,14 +827,6 @@ static int deliver_wakes(smtp_scheduler *sched)
         c = next;
     }
     return handled;
-}
-
-/* Called after a state asked to read: a reply already buffered (sent in
- * the same packet as an earlier one) will not wake epoll again. */
-void smtp__conn_check_buffered(struct smtp__conn *c)
-{
-    if ((c->want & SMTP_WANT_READ) && smtp__conn_has_unread(c))
-        wake_push(c, E_READ);
 }
 
 static void free_dead(smtp_scheduler *sched)
@@ -873,7 +888,7 @@ static void quit_idle_connections(smtp_scheduler *sched)
         while (d->idle != NULL) {
             struct smtp__conn *c = d->idle;
             smtp__conn_mark_idle(c, false);
-            wake_push(c, E_ASYNC);
+            smtp__wake(c, E_ASYNC);
         }
     }
 }

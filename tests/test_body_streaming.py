@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 import smtpstate
 from canonical import wire_body
 from driver import SANITIZERS, run_driver
@@ -59,15 +61,16 @@ def short_send_env(c_build) -> dict[str, str]:
     return {"LD_PRELOAD": ":".join(preload)}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
 def test_driver_streams_bodies_through_short_sends(
-    tmp_path, c_build, scripted_server_factory
+    pipelining, tmp_path, c_build, scripted_server_factory
 ):
     bodies = [awkward_body(3 * 1024 * 1024), MESSAGE, awkward_body(CHUNK + 7)]
     files = []
     for i, body in enumerate(bodies):
         files.append(tmp_path / f"{i}.eml")
         files[-1].write_bytes(body)
-    server = scripted_server_factory(Script())
+    server = scripted_server_factory(Script(pipelining=pipelining))
     run = run_driver(
         server.port, "--from", SENDER, "--to", RCPT, "--concurrency", "1",
         *map(str, files), env=short_send_env(c_build),
