@@ -28,6 +28,9 @@ enum {
 
 struct smtp__dest;
 
+/* Recipients whose status fits inside the message record. */
+#define SMTP__INLINE_RCPTS 16
+
 struct smtp__msg {
     const smtp_message *m;       /* the caller's record: not to be read
                                     after its last outcome */
@@ -39,11 +42,13 @@ struct smtp__msg {
     size_t unsettled;            /* recipients without an outcome */
     bool started;                /* a MAIL FROM was sent for it */
     struct smtp__msg *next;      /* destination queue link */
+    /* last: the status of up to SMTP__INLINE_RCPTS recipients */
+    unsigned char inline_status[SMTP__INLINE_RCPTS];
 };
 
 struct smtp__dest {
-    char *key;                   /* host, port, helo, source */
-    char *host, *helo, *source;
+    char *host, *helo, *source;  /* with the port, what names it */
+    bool helo_given;             /* helo was given, not the default */
     int port;
     char peer[80];               /* "host:port" for events */
     struct sockaddr_storage *addr;

@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ struct smtp_scheduler {
     struct smtp__conn *wake_head;  /* connections with pending_events */
     struct smtp__conn *dead;       /* closed this turn, freed at its end */
     struct smtp__msg *released;    /* settled this turn, freed at its end */
+    struct smtp__msg *free_msgs;   /* records to reuse, linked by next */
     struct smtp__deadlines deadlines;
     size_t pending;                /* messages not yet settled */
     unsigned connections;
@@ -338,21 +340,8 @@ static void dest_resolve(struct smtp__dest *d)
     freeaddrinfo(res);
 }
 
-static char *dest_key(const smtp_destination *dest)
-{
-    size_t cap = 600;
-    char *key = malloc(cap);
-
-    if (key != NULL)
-        snprintf(key, cap, "%s|%d|%s|%s", dest->host, dest->port,
-                 dest->helo ? dest->helo : "", dest->source ? dest->source
-                 : "");
-    return key;
-}
-
 static void dest_free(struct smtp__dest *d)
 {
-    free(d->key);
     free(d->host);
     free(d->helo);
     free(d->source);
@@ -360,15 +349,15 @@ static void dest_free(struct smtp__dest *d)
     free(d);
 }
 
-static struct smtp__dest *dest_create(const smtp_destination *dest, char *key)
+static struct smtp__dest *dest_create(const smtp_destination *dest)
 {
     struct smtp__dest *d = calloc(1, sizeof(*d));
 
     if (d == NULL)
         return NULL;
-    d->key = key;
     d->host = strdup(dest->host);
     d->helo = strdup(dest->helo ? dest->helo : "localhost");
+    d->helo_given = dest->helo != NULL;
     d->source = dest->source ? strdup(dest->source) : NULL;
     d->port = dest->port;
     if (d->host == NULL || d->helo == NULL ||
@@ -385,25 +374,33 @@ static struct smtp__dest *dest_create(const smtp_destination *dest, char *key)
     return d;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Whether `dest` names `d`: the same host, port, source and EHLO name,
+ * a default EHLO name being distinct from any given one. */
+static bool dest_matches(const struct smtp__dest *d,
+                         const smtp_destination *dest)
+{
+    return d->port == dest->port && strcmp(d->host, dest->host) == 0 &&
+           d->helo_given == (dest->helo != NULL) &&
+           (!d->helo_given || strcmp(d->helo, dest->helo) == 0) &&
+           same_text(d->source, dest->source);
+}
+
 static struct smtp__dest *dest_intern(smtp_scheduler *sched,
                                       const smtp_destination *dest)
 {
-    char *key = dest_key(dest);
-
-    if (key == NULL)
-        return NULL;
     for (struct smtp__dest *d = sched->dests; d != NULL; d = d->next) {
-        if (strcmp(d->key, key) == 0) {
-            free(key);
+        if (dest_matches(d, dest))
             return d;
-        }
     }
 
-    struct smtp__dest *d = dest_create(dest, key);
-    if (d == NULL) {
-        free(key);
+    struct smtp__dest *d = dest_create(dest);
+    if (d == NULL)
         return NULL;
-    }
     d->next = sched->dests;
     sched->dests = d;
     return d;
@@ -445,6 +442,38 @@ struct smtp__msg *smtp__dest_pop(struct smtp__dest *d)
 
 /* ---- submission --------------------------------------------------------- */
 
+/* A zeroed message record with room for n recipients' status: from the
+ * scheduler's free list, and inside the record for a few recipients, so
+ * submitting costs no allocation once the loop runs. */
+static struct smtp__msg *msg_alloc(smtp_scheduler *sched, size_t n)
+{
+    struct smtp__msg *m = sched->free_msgs;
+    unsigned char *status;
+
+    if (m != NULL)
+        sched->free_msgs = m->next;
+    else if ((m = malloc(sizeof(*m))) == NULL)
+        return NULL;
+    memset(m, 0, offsetof(struct smtp__msg, inline_status));
+    status = m->inline_status;
+    if (n > SMTP__INLINE_RCPTS && (status = malloc(n)) == NULL) {
+        m->next = sched->free_msgs;
+        sched->free_msgs = m;
+        return NULL;
+    }
+    memset(status, 0, n);
+    m->rcpt_status = status;
+    return m;
+}
+
+static void msg_recycle(smtp_scheduler *sched, struct smtp__msg *m)
+{
+    if (m->rcpt_status != m->inline_status)
+        free(m->rcpt_status);
+    m->next = sched->free_msgs;
+    sched->free_msgs = m;
+}
+
 SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
                                    const smtp_destination *dest,
                                    const smtp_message *msg)
@@ -466,17 +495,12 @@ SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
                           sched->pending);
 
     struct smtp__dest *d = dest_intern(sched, dest);
-    struct smtp__msg *m = calloc(1, sizeof(*m));
-    unsigned char *status = calloc(msg->nrecipients, 1);
-    if (d == NULL || m == NULL || status == NULL) {
-        free(m);
-        free(status);
+    struct smtp__msg *m = d ? msg_alloc(sched, msg->nrecipients) : NULL;
+    if (m == NULL)
         return smtp__fail(SMTP_ENOMEM, "%s: out of memory", func);
-    }
     m->m = msg;
     m->nrcpt = msg->nrecipients;
     m->dest = d;
-    m->rcpt_status = status;
     m->unsettled = msg->nrecipients;
     dest_push_back(d, m);
     sched->pending++;
@@ -501,8 +525,7 @@ static void free_released(smtp_scheduler *sched)
     sched->released = NULL;
     while (msg != NULL) {
         struct smtp__msg *next = msg->next;
-        free(msg->rcpt_status);
-        free(msg);
+        msg_recycle(sched, msg);
         msg = next;
     }
 }
@@ -995,6 +1018,11 @@ SMTP_API void smtp_scheduler_free(smtp_scheduler *sched)
         d = next;
     }
     free_dead(sched);
+    while (sched->free_msgs != NULL) {
+        struct smtp__msg *next = sched->free_msgs->next;
+        free(sched->free_msgs);
+        sched->free_msgs = next;
+    }
     smtp__deadlines_free(&sched->deadlines);
     close(sched->epfd);
     free(sched->scratch);
