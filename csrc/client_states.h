@@ -37,6 +37,14 @@ void smtp__body_free(const smtp_state *self, connection *conn);
 bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* As smtp__send_command, for a command that is its parts joined (the
+ * array ends with NULL): the per-message commands, without printf. */
+bool smtp__send_joined(struct smtp__conn *c, const char *const parts[]);
+
+/* Joins `parts` (ended by NULL) into out[0..cap) with a NUL after them.
+ * Returns their length, or cap when they do not fit. */
+size_t smtp__join(char *out, size_t cap, const char *const parts[]);
+
 /*
  * Reads the reply a built-in waits for.  Returns true with *code set
  * (> 0: one of `codes`, < 0: minus another code) when a reply arrived.

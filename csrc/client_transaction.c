@@ -10,7 +10,6 @@
  * accepted recipients are decided by DATA and the confirmation.
  */
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -213,12 +212,27 @@ static bool body_open(struct smtp__conn *c, struct smtp__msg *msg)
     return true;
 }
 
+/* " SIZE=<n>" into out[0..32), as decimal digits without printf. */
+static const char *size_param(char out[32], size_t n)
+{
+    char *p = out + 31;
+
+    *p = '\0';
+    do
+        *--p = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    p -= 6;
+    memcpy(p, " SIZE=", 6);
+    return p;
+}
+
 int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
                      connection_handle *connh, struct timeval *now)
 {
     struct smtp__conn *c = smtp__conn_of(connh->conn);
     struct smtp__msg *msg = smtp__txn_msg(c);
-    char size[32] = "";
+    char size_buf[32];
+    const char *size = "";
 
     (void)self;
     if (msg == NULL) {
@@ -237,13 +251,17 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
         return 0;
     }
     if (c->pub.capabilities & SMTP_CAP_SIZE)
-        snprintf(size, sizeof(size), " SIZE=%zu", c->txn.body_len);
-    if (!smtp__send_command(c, "MAIL FROM:<%s>%s\r\n", msg->m->sender, size))
+        size = size_param(size_buf, c->txn.body_len);
+
+    const char *mail[] = {"MAIL FROM:<", msg->m->sender, ">", size, "\r\n",
+                          NULL};
+    static const char *const data[] = {"DATA\r\n", NULL};
+    if (!smtp__send_joined(c, mail))
         return SMTP_ESTATE;
     /* With PIPELINING the whole group goes out in one write; the replies
      * are then read in order by MAIL FROM, RCPT TO and DATA. */
     if (c->txn.pipelined &&
-        (!smtp__send_rcpts(c, true) || !smtp__send_command(c, "DATA\r\n")))
+        (!smtp__send_rcpts(c, true) || !smtp__send_joined(c, data)))
         return SMTP_ESTATE;
     return SMTP_WANT_READ;
 }

@@ -709,6 +709,26 @@ def test_pipelined_group_is_one_write(tmp_path, c_build, scripted_server_factory
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("size", [0, 7, 1234567])
+def test_mail_from_declares_the_size_when_offered(
+    size, tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(ehlo_keywords=("SIZE 10240000",)))
+    data = b"x" * size
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        str(message_file(tmp_path, data)),
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"]
+    (session,) = server.wait_for_closed_sessions(1)
+    mail = [c for c in session.commands if c.startswith(b"MAIL")]
+    assert mail == [f"MAIL FROM:<{SENDER}> SIZE={size}\r\n".encode()]
+
+
 def test_without_pipelining_one_command_at_a_time(
     tmp_path, c_build, scripted_server_factory
 ):
