@@ -57,7 +57,7 @@ int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
     c->body_start = c->body_end = 0;
     c->txn.body_pos = 0;
     c->txn.body_done = false;
-    c->txn.body_unacked = unacked(c);
+    c->txn.body_looked = false;
     smtp__body_encoder_init(&c->txn.enc,
                             smtp__config(c->sched)->fold_long_lines);
     return SMTP_WANT_WRITE;
@@ -202,10 +202,11 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
     if (events & E_TIMEOUT) {
         size_t left = unacked(c);
 
-        if (left >= c->txn.body_unacked)
+        if (c->txn.body_looked && left >= c->txn.body_unacked)
             return smtp__conn_fail(c, SMTP_ETIMEOUT, "the server stopped "
                                    "reading the body");
         c->txn.body_unacked = left;
+        c->txn.body_looked = true;
         smtp_conn_set_deadline(conn, smtp__config(c->sched)
                                ->timeout_ms[SMTP_TIMEOUT_BODY]);
         return SMTP_WANT_WRITE;
@@ -252,11 +253,15 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
         if ((size_t)n < len)
             break;
     }
-    if (progress) {
+    /* The kernel is asked only when the body stays for another event: a
+     * body sent whole in one call never waits for its deadline. */
+    if (progress || !c->txn.body_looked) {
         c->txn.body_unacked = unacked(c);
+        c->txn.body_looked = true;
+    }
+    if (progress)
         smtp_conn_set_deadline(conn, smtp__config(c->sched)
                                ->timeout_ms[SMTP_TIMEOUT_BODY]);
-    }
     return SMTP_WANT_WRITE;
 }
 

@@ -83,6 +83,7 @@ struct smtp__txn {
     bool body_done;              /* the terminator is queued */
     size_t body_unacked;         /* body bytes the server had not yet
                                     acknowledged at the last look */
+    bool body_looked;            /* body_unacked was taken */
     struct smtp__body_encoder enc;
 };
 

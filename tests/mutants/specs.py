@@ -449,8 +449,9 @@ SPECS = [
         (
             Edit(
                 "csrc/client_body.c",
-                "        if (left >= c->txn.body_unacked)\n",
-                "        if (1 || left >= c->txn.body_unacked)\n",
+                "        if (c->txn.body_looked && left >= c->txn.body_unacked)\n",
+                "        if (1 || (c->txn.body_looked &&\n"
+                "                  left >= c->txn.body_unacked))\n",
             ),
         ),
     ),
@@ -462,8 +463,9 @@ SPECS = [
         (
             Edit(
                 "csrc/client_body.c",
-                "        if (left >= c->txn.body_unacked)\n",
-                "        if (0 && left >= c->txn.body_unacked)\n",
+                "        if (c->txn.body_looked && left >= c->txn.body_unacked)\n",
+                "        if (0 && c->txn.body_looked &&\n"
+                "            left >= c->txn.body_unacked)\n",
             ),
         ),
     ),
