@@ -130,6 +130,7 @@ struct smtp__conn {
     char error_text[160];
 
     uint64_t deadline_ms;        /* 0: none */
+    uint64_t heap_key;           /* its place in the heap, <= deadline_ms */
     size_t heap_index;           /* position in the deadline heap */
     uint64_t deadline_at_event;  /* the deadline when E_TIMEOUT fired */
 
