@@ -194,7 +194,7 @@ SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms)
 /* ---- states ------------------------------------------------------------ */
 
 static void enter_state(struct smtp__conn *c, smtp_state *target,
-                        const struct timeval *now)
+                        const struct timeval *now, uint64_t now_ms)
 {
     const smtp_config *cfg = smtp__config(c->sched);
     smtp_state *from = c->pub.state;
@@ -205,19 +205,19 @@ static void enter_state(struct smtp__conn *c, smtp_state *target,
     c->pub.local_state = target->init_local_state;
     c->pub.state_closure = NULL;
     c->pub.statetime = *now;
-    smtp__deadline_set(c, smtp__now_ms() +
+    smtp__deadline_set(c, now_ms +
                        cfg->timeout_ms[smtp__state_timeout_kind(target)]);
     smtp__emit_state(c, from);
 }
 
 /* Runs setups from `target` on until one waits for an event. */
 static void run_setups(struct smtp__conn *c, smtp_state *target,
-                       struct timeval *now)
+                       struct timeval *now, uint64_t now_ms)
 {
     while (target != NULL && !c->closed) {
         int r = 0;
 
-        enter_state(c, target, now);
+        enter_state(c, target, now, now_ms);
         c->jump_to = NULL;
         if (target->setup)
             r = target->setup(target, &c->dc, &c->handle, now);
@@ -251,6 +251,7 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
 {
     struct smtp__conn *c = smtp__conn_of(connh->conn);
     struct timeval tv;
+    uint64_t now_ms;
     smtp_state *target = state;
 
     (void)dc;
@@ -268,13 +269,20 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
         c->jump_to = target;
         return;
     }
+    /* Deadlines count from a clock the engine read itself: this call's,
+     * or the dispatch's when a state passes on the `now` it was given. */
     if (now == NULL) {
         smtp__timeval_now(&tv);
         now = &tv;
+        now_ms = smtp__timeval_ms(&tv);
+    } else if (now == c->dispatch_now) {
+        now_ms = smtp__timeval_ms(now);
+    } else {
+        now_ms = smtp__now_ms();
     }
     c->transitioning = true;
     c->transitioned = true;
-    run_setups(c, target, now);
+    run_setups(c, target, now, now_ms);
     c->transitioning = false;
 }
 
@@ -373,10 +381,11 @@ void smtp__conn_dispatch(struct smtp__conn *c, int events)
     struct timeval now;
 
     smtp__timeval_now(&now);
+    c->dispatch_now = &now;
     for (int round = 0; events != 0; round++) {
         if (round == DISPATCH_ROUNDS) {
             smtp__wake(c, events);
-            return;
+            break;
         }
         events = dispatch_once(c, events, &now);
         if ((events & E_WRITE) && !c->transitioned) {
@@ -384,6 +393,7 @@ void smtp__conn_dispatch(struct smtp__conn *c, int events)
             events &= ~E_WRITE;
         }
     }
+    c->dispatch_now = NULL;
 }
 
 /* ---- the batch --------------------------------------------------------- */

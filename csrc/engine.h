@@ -118,6 +118,8 @@ struct smtp__conn {
     bool in_dispatch;
     bool transitioning;
     smtp_state *jump_to;         /* set by smtp_next_state inside a setup */
+    const struct timeval *dispatch_now; /* the clock a dispatch read, while
+                                           it runs */
     int setup_want;              /* first events asked by the last setup */
     bool need_rset;
     bool closed_by_state;
@@ -160,6 +162,12 @@ static inline struct smtp__conn *smtp__conn_of_dc(delivery_construct *dc)
 /* Milliseconds on the monotonic clock. */
 uint64_t smtp__now_ms(void);
 void smtp__timeval_now(struct timeval *tv);
+
+/* A time smtp__timeval_now gave, in the milliseconds of smtp__now_ms. */
+static inline uint64_t smtp__timeval_ms(const struct timeval *tv)
+{
+    return (uint64_t)tv->tv_sec * 1000u + (uint64_t)tv->tv_usec / 1000u;
+}
 
 /* Bytes in each half of the scheduler's scratch buffer. */
 #define SMTP__SCRATCH_HALF 65536
