@@ -114,6 +114,10 @@ SKIP = lib.SMTP_STATE_SKIP
 WANT_READ = lib.SMTP_WANT_READ
 WANT_WRITE = lib.SMTP_WANT_WRITE
 _WANT_BITS = lib.SMTP_WANT_READ | lib.SMTP_WANT_WRITE
+# Looked up once: the trampolines run on every call of a Python state.
+_WANT_READ = int(lib.SMTP_WANT_READ)
+_ESTATE = int(lib.SMTP_ESTATE)
+_NULL = ffi.NULL
 
 
 @dataclass(frozen=True)
@@ -247,13 +251,15 @@ class Session:
 
     def next(self, state_id: int | None = None) -> None:
         """Moves on: to the default next state, or to ``state_id``."""
-        dc = self._need_dc()
-        target = ffi.NULL
+        dc = self._dc
+        if self._conn is None or not dc:
+            dc = self._need_dc()  # raises, saying which rule
+        target = _NULL
         if state_id is not None:
             target = lib.smtp_get_state(int(state_id))
             if target == ffi.NULL:
                 _raise_last_error()
-        lib.smtp_next_state(dc, self._connh, target, ffi.NULL)
+        lib.smtp_next_state(dc, self._connh, target, _NULL)
 
     def fail(self, outcome: int, stage: int | None = None) -> None:
         """Decides every unsettled recipient on the connection with the last
@@ -570,9 +576,14 @@ def smtp_get_state_machine() -> list[StateInfo]:
 
 
 def _registration_of(record: Any) -> _Registration | None:
-    if _interpreter_exiting or record == ffi.NULL or record.closure == ffi.NULL:
+    # A cdata pointer is false when NULL: cheaper than comparing to ffi.NULL,
+    # and this runs on every call of a Python state.
+    if _interpreter_exiting or not record:
         return None
-    found: _Registration = ffi.from_handle(record.closure)
+    closure = record.closure
+    if not closure:
+        return None
+    found: _Registration = ffi.from_handle(closure)
     return found
 
 
@@ -584,19 +595,6 @@ def _contain(registration: _Registration, session: Session, exc: BaseException) 
         session.close(
             f"state {registration.state.name} raised {type(exc).__name__}: {exc}"
         )
-
-
-def _call_with_session(
-    registration: _Registration, fn: Callable[..., Any], session: Session, *args: Any
-) -> tuple[bool, Any]:
-    """Runs ``fn(session, *args)``; (False, None) when it raised."""
-    try:
-        return True, fn(session, *args)
-    except Exception as exc:
-        _contain(registration, session, exc)
-        return False, None
-    finally:
-        session._expire()
 
 
 @ffi.def_extern()
@@ -612,18 +610,21 @@ def _py_state_callback(
     events: int,
 ) -> int:
     registration = _registration_of(conn.state)
-    if registration is None or registration.state.callback is None:
-        return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, b"Python state is gone"))
+    callback = registration.state.callback if registration is not None else None
+    if callback is None:
+        return int(lib.smtp_conn_fail(conn, _ESTATE, b"Python state is gone"))
     session = Session(conn, dc, connh)
-    ok, wanted = _call_with_session(
-        registration, registration.state.callback, session, int(events)
-    )
+    try:
+        wanted = callback(session, events)
+    except Exception as exc:
+        _contain(registration, session, exc)
+        return 0
+    finally:
+        session._conn = None
     if session._closed:
         return 0
-    if not ok:
-        return 0
     if wanted is None:
-        return int(lib.SMTP_WANT_READ)
+        return _WANT_READ
     if isinstance(wanted, int) and wanted and not wanted & ~_WANT_BITS:
         return int(wanted)
     message = (
@@ -637,12 +638,19 @@ def _py_state_callback(
 @ffi.def_extern()
 def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     registration = _registration_of(self)
-    if registration is None or registration.state.setup is None:
+    setup = registration.state.setup if registration is not None else None
+    if setup is None:
         return 0
     session = Session(connh.conn, dc, connh)
-    ok, result = _call_with_session(registration, registration.state.setup, session)
-    if session._closed or not ok:
-        return int(lib.SMTP_ESTATE)
+    try:
+        result = setup(session)
+    except Exception as exc:
+        _contain(registration, session, exc)
+        return _ESTATE
+    finally:
+        session._conn = None
+    if session._closed:
+        return _ESTATE
     if result is None:
         return 0
     if isinstance(result, int) and not result & ~(_WANT_BITS | SKIP):
