@@ -91,6 +91,10 @@ bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
         *ret = mask;
         return false;
     }
+    if (r == SMTP_ECLOSED && smtp__closed_before_mail_reply(c)) {
+        *ret = 0;
+        return false;
+    }
     if (r <= SMTP_EAGAIN) {
         *ret = smtp__conn_fail(c, r, "state %s: %s", c->pub.state->name,
                                smtp_strerror(r));

@@ -87,4 +87,14 @@ void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage);
 /* The message of the open transaction. */
 struct smtp__msg *smtp__txn_msg(struct smtp__conn *c);
 
+/*
+ * For a close (EOF or reset) met while reading a reply: when it came in
+ * MAIL FROM before any byte of its reply, on a connection that has served
+ * a transaction, it is the server closing a connection between messages
+ * (DESIGN 8): nothing of this transaction can have been delivered, so its
+ * message goes back to the queue with the rest of the batch, and the
+ * connection closes.  Returns true when it did so.
+ */
+bool smtp__closed_before_mail_reply(struct smtp__conn *c);
+
 #endif /* SMTPSTATE_CLIENT_STATES_H */

@@ -117,6 +117,25 @@ static int unsolicited(struct smtp__conn *c, int code)
                            -code);
 }
 
+bool smtp__closed_before_mail_reply(struct smtp__conn *c)
+{
+    struct smtp__msg *msg = smtp__txn_msg(c);
+
+    if (c->pub.state != smtp_get_state(SMTP_STATE_MAIL_FROM) ||
+        c->transactions == 0 || c->rstart < c->rend || msg == NULL)
+        return false;
+    /* The commands were sent, never answered: the recipients are as if
+     * never tried. */
+    for (size_t r = c->txn.rcpt_begin; r < c->txn.rcpt_end; r++) {
+        if (msg->rcpt_status[r] == RCPT_SENT)
+            msg->rcpt_status[r] = RCPT_PENDING;
+    }
+    smtp__conn_requeue_waiting(c);
+    smtp__conn_fail(c, 0, "the server closed the connection before "
+                    "answering MAIL FROM (EOF)");
+    return true;
+}
+
 static int go_idle(struct smtp__conn *c)
 {
     const smtp_config *cfg = smtp__config(c->sched);
@@ -140,7 +159,13 @@ int smtp__transaction_setup(const smtp_state *self, delivery_construct *dc,
         smtp__jump(c, SMTP_STATE_RSET, now);
         return 0;
     }
-    code = read_smtp_codes(dc, now, &mask, none, 1);
+    /* Bytes that came with the last reply, or the server's close, when
+     * no reply is due: taken now, not as the reply to MAIL FROM.  Nothing
+     * else can be waiting that epoll has not reported, so no recv is
+     * spent per message on finding nothing. */
+    code = smtp__conn_has_unread(c) || c->peer_closed
+               ? read_smtp_codes(dc, now, &mask, none, 1)
+               : 0;
     if (code != 0)
         return unsolicited(c, code);
     smtp__conn_batch_compact(c);

@@ -113,6 +113,7 @@ struct smtp__conn {
     int want;                    /* events the state waits for */
     int interest;                /* events registered with epoll */
     bool write_blocked;          /* a send fell short since EPOLLOUT */
+    bool peer_closed;            /* epoll reported the server's close */
     bool connecting;
     bool closed;
     bool in_dispatch;

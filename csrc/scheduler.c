@@ -544,7 +544,8 @@ void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms)
  * until then dispatch delivers E_WRITE itself (connection.c).  EPOLLIN
  * stays registered when a state stops reading for a while (DATA to the
  * body and back costs no epoll_ctl); `strict` drops it once it fires
- * unwanted, so it cannot fire turn after turn.
+ * unwanted, so it cannot fire turn after turn.  EPOLLRDHUP, the server's
+ * close, is watched until it has been seen once (peer_closed).
  */
 static void conn_interest(struct smtp__conn *c, int want, bool strict)
 {
@@ -562,6 +563,8 @@ static void conn_interest(struct smtp__conn *c, int want, bool strict)
         interest |= EPOLLOUT;
     if (!strict)
         interest |= c->interest & EPOLLIN;
+    if (!c->peer_closed)
+        interest |= EPOLLRDHUP;
     if (interest == c->interest)
         return;
     ev.events = (uint32_t)interest;
@@ -716,11 +719,11 @@ static void conn_open(smtp_scheduler *sched, struct smtp__dest *d,
         return;
     }
 
-    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
     c->pub.fd = fd;
     c->ev.fd = fd;
     c->connecting = true;
-    c->interest = EPOLLOUT;
+    c->interest = EPOLLOUT | EPOLLRDHUP;
     epoll_ctl(sched->epfd, EPOLL_CTL_ADD, fd, &ev);
     c->all_next = sched->conns;
     if (sched->conns)
@@ -787,6 +790,8 @@ static void handle_ready(struct smtp__conn *c, uint32_t ready)
     }
     if (ready & EPOLLOUT)
         c->write_blocked = false;
+    if (ready & EPOLLRDHUP)
+        c->peer_closed = true;
     if ((ready & EPOLLOUT) && c->wstart < c->wend) {
         int r = smtp__conn_flush(c);
         if (r < 0) {
