@@ -559,8 +559,9 @@ SPECS = [
         (
             Edit(
                 "python/smtpstate/delivery.py",
-                "elif not isinstance(data, bytes | bytearray | memoryview):",
-                "elif False:",
+                "        if not isinstance(data, _PATHS):\n            raise",
+                "        if not isinstance(data, _PATHS):\n            return\n"
+                "            raise",
             ),
         ),
         build="full",
@@ -637,8 +638,8 @@ SPECS = [
                 "python/smtpstate/states.py",
                 "    except Exception as exc:\n"
                 "        _contain(registration, session, exc)\n"
-                "        return False, None",
-                "    except Exception:\n        return False, None",
+                "        return 0\n",
+                "    except Exception:\n        return 0\n",
             ),
         ),
         build="full",
