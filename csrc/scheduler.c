@@ -270,20 +270,28 @@ static int check_destination(const smtp_destination *dest)
 static bool address_is_clean(const char *s, size_t max)
 {
     bool quoted = false;
-    size_t len = strnlen(s, max + 1);
 
-    if (len > max)
-        return false;
-    for (size_t i = 0; i < len; i++) {
+    /* At most max octets and the NUL are read. */
+    for (size_t i = 0; i <= max; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')
+
+        /* Letters, "@" and "_" are most of an address, and all above
+         * ">": one comparison each (DEL aside). */
+        if (ch > '>') {
+            if (ch == 0x7f)
+                return false;
+            continue;
+        }
+        if (ch == '\0')
+            return !quoted;
+        if (ch < 0x20 || ch == '<' || ch == '>')
             return false;
         if (ch == '"')
             quoted = !quoted;
         else if (ch == ' ' && !quoted)
             return false;
     }
-    return !quoted;
+    return false;
 }
 
 static int check_message(const smtp_message *msg)

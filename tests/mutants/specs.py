@@ -94,8 +94,8 @@ SPECS = [
         c("nul-and-non-utf8"),
         (
             reply(
-                "        if (buf[i] == '\\0')\n",
-                "        if (0 && buf[i] == '\\0')\n",
+                "        *nul = '?';\n",
+                "        *nul = '\\0';\n",
             ),
         ),
     ),
@@ -477,7 +477,7 @@ SPECS = [
         (
             Edit(
                 "csrc/scheduler.c",
-                "if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')",
+                "if (ch < 0x20 || ch == '<' || ch == '>')",
                 "if (ch == '<' || ch == '>')",
             ),
         ),
