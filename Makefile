@@ -21,6 +21,11 @@ CTESTS = $(CTEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 UNIT_SRCS = $(wildcard tests/c/unit_*.c)
 UNITS = $(UNIT_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 
+# shim_*.c are preloaded into the driver by tests; never sanitized, so
+# they load after a sanitizer's runtime.
+SHIM_SRCS = $(wildcard tests/c/shim_*.c)
+SHIMS = $(SHIM_SRCS:tests/c/%.c=$(BUILD)/tests/%.so)
+
 EXAMPLE_SRCS = $(wildcard examples/*.c)
 EXAMPLES = $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/%)
 
@@ -28,7 +33,7 @@ TOOL_SRCS = $(wildcard benchmarks/*.c)
 TOOLS = $(TOOL_SRCS:benchmarks/%.c=$(BUILD)/%)
 
 .PHONY: all check clean
-all: $(LIB) $(CTESTS) $(UNITS) $(EXAMPLES) $(TOOLS)
+all: $(LIB) $(CTESTS) $(UNITS) $(SHIMS) $(EXAMPLES) $(TOOLS)
 
 $(BUILD)/obj/%.o: csrc/%.c $(wildcard include/*.h csrc/*.h)
 	@mkdir -p $(dir $@)
@@ -53,6 +58,10 @@ $(BUILD)/%: benchmarks/%.c
 $(BUILD)/scale-%: benchmarks/scale-%.c $(LIB)
 	$(CC) $(CFLAGS_BASE) $< -o $@ $(LDFLAGS_SAN) -L$(BUILD) -lsmtpstate \
 		-Wl,-rpath,'$$ORIGIN'
+
+$(BUILD)/tests/shim_%.so: tests/c/shim_%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -fPIC -shared $< -o $@ -ldl
 
 $(BUILD)/tests/unit_%: tests/c/unit_%.c $(LIB_OBJS) tests/c/ctest.h
 	@mkdir -p $(dir $@)

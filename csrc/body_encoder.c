@@ -14,6 +14,10 @@
  */
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "body_encoder.h"
 
 /* One encode call: the input and output cursors, and where the next CR
@@ -29,6 +33,7 @@ struct body_pass {
     size_t o;
     size_t next_cr;
     size_t next_lf;
+    size_t slow_until; /* copy_lines found no whole line before */
 };
 
 void smtp__body_encoder_init(struct smtp__body_encoder *enc, size_t fold_at)
@@ -140,6 +145,78 @@ static void encode_step(struct smtp__body_encoder *enc, struct body_pass *p)
     }
 }
 
+/* The first CR or LF in s[i, n), or n.  One pass looks for both, 16
+ * octets at a time where SSE2 is there. */
+static size_t find_line_end(const char *s, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        int hits = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr),
+                                                  _mm_cmpeq_epi8(v, lf)));
+        if (hits != 0)
+            return i + (size_t)__builtin_ctz((unsigned)hits);
+    }
+#endif
+    while (i < n && s[i] != '\r' && s[i] != '\n')
+        i++;
+    return i;
+}
+
+/*
+ * The common case, whole lines without a leading "." and without
+ * folding: from in[i], each line's text and a CRLF for its end (CRLF,
+ * bare CR or bare LF) are written, lines that already end with CRLF
+ * copied together in one run, as long as each line fits the output
+ * whole.  Leaves everything else (a line opening with ".", a CR at the
+ * end of the input, which may yet be half of a CRLF, a line with no end
+ * in the input) to encode_step, and writes nothing when the first line
+ * is such; past a line with no end it is not called again (slow_until).
+ */
+static void copy_lines(struct smtp__body_encoder *enc, struct body_pass *p)
+{
+    const char *in = p->in;
+    size_t run = p->i;  /* lines ended by CRLF from here to pos: unwritten */
+    size_t pos = p->i;  /* the start of the next line */
+    size_t o = p->o;
+
+    for (;;) {
+        bool line_start = pos > p->i || enc->at_line_start;
+        size_t e, next;
+
+        if (line_start && pos < p->inlen && in[pos] == '.')
+            break;
+        e = find_line_end(in, pos, p->inlen);
+        if (e == p->inlen || (in[e] == '\r' && e + 1 == p->inlen)) {
+            if (pos == p->i)
+                p->slow_until = p->inlen;
+            break;
+        }
+        next = in[e] == '\r' && in[e + 1] == '\n' ? e + 2 : e + 1;
+        if (e - run + 2 > p->outcap - o)
+            break;
+        if (next - e == 1) {
+            memcpy(p->out + o, in + run, e - run);
+            o += e - run;
+            p->out[o++] = '\r';
+            p->out[o++] = '\n';
+            run = next;
+        }
+        pos = next;
+    }
+    if (pos == p->i)
+        return;
+    memcpy(p->out + o, in + run, pos - run);
+    p->o = o + (pos - run);
+    p->i = pos;
+    enc->empty = false;
+    enc->at_line_start = true;
+    enc->line_len = 0;
+}
+
 size_t smtp__body_encode(struct smtp__body_encoder *enc, const char *in,
                          size_t inlen, size_t *consumed, char *out,
                          size_t outcap)
@@ -148,8 +225,14 @@ size_t smtp__body_encode(struct smtp__body_encoder *enc, const char *in,
         .in = in, .inlen = inlen, .out = out, .outcap = outcap,
     };
 
-    while (p.i < p.inlen && p.outcap - p.o >= SMTP__BODY_EXPANSION)
-        encode_step(enc, &p);
+    while (p.i < p.inlen && p.outcap - p.o >= SMTP__BODY_EXPANSION) {
+        size_t before = p.i;
+
+        if (enc->fold_at == 0 && !enc->after_cr && p.i >= p.slow_until)
+            copy_lines(enc, &p);
+        if (p.i == before)
+            encode_step(enc, &p);
+    }
     *consumed = p.i;
     return p.o;
 }

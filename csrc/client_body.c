@@ -2,12 +2,13 @@
  * client_body.c - the body and its confirmation.
  *
  * The body is streamed straight from the caller's buffer (or read from
- * the file in chunks) through the encoder into a chunk buffer the
- * connection holds only while in this state, so its canonical form and
- * dot-stuffing cost no copy of the whole message.  Each writable event
- * sends a bounded number of chunks, so one large body does not starve
- * other connections.  A message is delivered only on a 2xx to the end of
- * its data.
+ * the file in chunks) through the encoder into the scheduler's scratch
+ * buffer and sent from there, so its canonical form and dot-stuffing
+ * cost no copy of the whole message, and a body that fits one chunk
+ * costs one write and no allocation.  Each writable event sends a
+ * bounded number of chunks, so one large body does not starve other
+ * connections.  A message is delivered only on a 2xx to the end of its
+ * data.
  *
  * The body deadline is the server's inactivity, not the engine's: when it
  * fires, the body goes on if the server acknowledged bytes since the last
@@ -20,13 +21,14 @@
 #include <linux/sockios.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "client_states.h"
 
-#define BODY_CHUNK 65536
+#define BODY_CHUNK SMTP__SCRATCH_HALF
 #define CHUNKS_PER_EVENT 16
 
 /* Body bytes in the kernel the server has not acknowledged (SIOCOUTQ),
@@ -52,19 +54,10 @@ int smtp__body_setup(const smtp_state *self, delivery_construct *dc,
                             "its 354, before the body");
         return SMTP_EPROTO;
     }
-    c->body_buf = malloc(BODY_CHUNK);
-    if (c->body_buf == NULL)
-        return SMTP_ENOMEM;
-    if (c->txn.body_fd >= 0) {
-        c->in_buf = malloc(BODY_CHUNK);
-        if (c->in_buf == NULL)
-            return SMTP_ENOMEM;
-    }
     c->body_start = c->body_end = 0;
-    c->in_start = c->in_end = 0;
     c->txn.body_pos = 0;
     c->txn.body_done = false;
-    c->txn.body_unacked = unacked(c);
+    c->txn.body_looked = false;
     smtp__body_encoder_init(&c->txn.enc,
                             smtp__config(c->sched)->fold_long_lines);
     return SMTP_WANT_WRITE;
@@ -76,44 +69,38 @@ void smtp__body_free(const smtp_state *self, connection *conn)
 
     (void)self;
     free(c->body_buf);
-    free(c->in_buf);
     c->body_buf = NULL;
-    c->in_buf = NULL;
     c->body_start = c->body_end = 0;
-    c->in_start = c->in_end = 0;
 }
 
-/* The next input bytes, from memory or read from the file: sets *in and
- * returns how many are there (0 at the end), or SMTP_EIO. */
-static long body_input(struct smtp__conn *c, const char **in)
+/* The next input bytes, from memory or read from the file into in_buf:
+ * sets *in and returns how many are there (0 at the end), or SMTP_EIO.
+ * A file is read at the offset of the first byte not yet encoded, so
+ * bytes the encoder left over are read again rather than kept. */
+static long body_input(struct smtp__conn *c, char *in_buf, const char **in)
 {
     struct smtp__txn *t = &c->txn;
+    size_t want;
+    ssize_t n;
 
     if (t->body_fd < 0) {
         *in = t->body + t->body_pos;
         return (long)(t->body_len - t->body_pos);
     }
-    if (c->in_start == c->in_end && !t->file_eof) {
-        size_t want = t->body_len - t->file_off;
-        ssize_t n = 0;
-
-        if (want > BODY_CHUNK)
-            want = BODY_CHUNK;
-        if (want > 0)
-            n = pread(t->body_fd, c->in_buf, want, (off_t)t->file_off);
-        if (n < 0 && errno != EINTR)
-            return SMTP_EIO;
-        /* The file was cut short after MAIL FROM: what was sent is not
-         * the message, so it must not be confirmed. */
-        if (want > 0 && n == 0)
-            return SMTP_EIO;
-        c->in_start = 0;
-        c->in_end = n > 0 ? (size_t)n : 0;
-        t->file_off += c->in_end;
-        t->file_eof = t->file_off >= t->body_len;
-    }
-    *in = c->in_buf + c->in_start;
-    return (long)(c->in_end - c->in_start);
+    want = t->body_len - t->file_off;
+    if (want > BODY_CHUNK)
+        want = BODY_CHUNK;
+    if (want == 0)
+        return 0;
+    do
+        n = pread(t->body_fd, in_buf, want, (off_t)t->file_off);
+    while (n < 0 && errno == EINTR);
+    /* The file was cut short after MAIL FROM: what was sent is not the
+     * message, so it must not be confirmed. */
+    if (n <= 0)
+        return SMTP_EIO;
+    *in = in_buf;
+    return (long)n;
 }
 
 static void body_consumed(struct smtp__conn *c, size_t used)
@@ -121,102 +108,160 @@ static void body_consumed(struct smtp__conn *c, size_t used)
     if (c->txn.body_fd < 0)
         c->txn.body_pos += used;
     else
-        c->in_start += used;
+        c->txn.file_off += used;
 }
 
-/* Encodes the next chunk of the body, or its end.  Returns 0 or
- * SMTP_EIO when the file cannot be read. */
-static int body_fill(struct smtp__conn *c)
+static bool body_input_done(const struct smtp__conn *c)
+{
+    const struct smtp__txn *t = &c->txn;
+
+    return (t->body_fd < 0 ? t->body_pos : t->file_off) >= t->body_len;
+}
+
+/* Encodes the next part of the body into out[0..BODY_CHUNK), and the end
+ * of data after the last input byte when it fits, so that a body that
+ * fits one chunk goes out with its final dot in one write.  Returns the
+ * bytes written (0: a CR held for the next chunk) or SMTP_EIO. */
+static long body_fill(struct smtp__conn *c, char *out, char *in_buf)
 {
     struct smtp__txn *t = &c->txn;
     const char *in = NULL;
-    long avail = body_input(c, &in);
-    size_t used = 0;
+    long avail = body_input(c, in_buf, &in);
+    size_t n = 0;
 
     if (avail < 0)
-        return (int)avail;
-    c->body_start = 0;
-    c->body_end = 0;
+        return avail;
     if (avail > 0) {
-        c->body_end = smtp__body_encode(&t->enc, in, (size_t)avail, &used,
-                                        c->body_buf, BODY_CHUNK);
+        size_t used = 0;
+
+        n = smtp__body_encode(&t->enc, in, (size_t)avail, &used, out,
+                              BODY_CHUNK);
         body_consumed(c, used);
-        return 0;
+        if (!body_input_done(c))
+            return (long)n;
     }
-    c->body_end = smtp__body_finish(&t->enc, c->body_buf, BODY_CHUNK);
-    t->body_done = true;
-    return 0;
+    if (BODY_CHUNK - n >= SMTP__BODY_END_MAX) {
+        n += smtp__body_finish(&t->enc, out + n, BODY_CHUNK - n);
+        t->body_done = true;
+    }
+    return (long)n;
 }
 
-/* Sends what is encoded.  Returns bytes sent (0: socket full) or a
- * negative SMTP_E* code. */
-static long body_send(struct smtp__conn *c)
+/* Sends buf[0..len).  Returns bytes sent (0: socket full) or a negative
+ * SMTP_E* code. */
+static long body_send(struct smtp__conn *c, const char *buf, size_t len)
 {
     for (;;) {
-        ssize_t n = send(c->pub.fd, c->body_buf + c->body_start,
-                         c->body_end - c->body_start, MSG_NOSIGNAL);
+        ssize_t n = send(c->pub.fd, buf, len, MSG_NOSIGNAL);
         if (n >= 0) {
             if (smtp__config(c->sched)->wire_trace)
-                smtp__emit_wire(c, c->body_buf + c->body_start, (size_t)n,
-                                1);
-            c->body_start += (size_t)n;
+                smtp__emit_wire(c, buf, (size_t)n, 1);
+            c->write_blocked = (size_t)n < len;
             return n;
         }
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->write_blocked = true;
             return 0;
+        }
         return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED
                                                      : SMTP_EIO;
     }
 }
 
+/* Keeps what the socket did not take of an encoded chunk, for the next
+ * writable event.  Returns 0 or SMTP_ENOMEM. */
+static int body_keep(struct smtp__conn *c, const char *rest, size_t len)
+{
+    if (c->body_buf == NULL) {
+        c->body_buf = malloc(BODY_CHUNK);
+        if (c->body_buf == NULL)
+            return SMTP_ENOMEM;
+    }
+    memcpy(c->body_buf, rest, len);
+    c->body_start = 0;
+    c->body_end = len;
+    return 0;
+}
+
+/*
+ * Each chunk is encoded into the scheduler's scratch buffer and sent at
+ * once; only what the socket does not take is copied into a buffer of
+ * the connection's own.  So a body that goes out whole costs no
+ * allocation, and a connection holds a chunk of its own only for a body
+ * its peer was slow to read.
+ */
 int smtp__body_callback(SMTP__CALLBACK_PARAMS)
 {
     struct smtp__conn *c = smtp__conn_of(conn);
+    char *scratch = smtp__scratch(c->sched);
     bool progress = false;
 
     (void)e, (void)domain, (void)binding_slot, (void)am;
     if (events & E_TIMEOUT) {
         size_t left = unacked(c);
 
-        if (left >= c->txn.body_unacked)
+        if (c->txn.body_looked && left >= c->txn.body_unacked)
             return smtp__conn_fail(c, SMTP_ETIMEOUT, "the server stopped "
                                    "reading the body");
         c->txn.body_unacked = left;
+        c->txn.body_looked = true;
         smtp_conn_set_deadline(conn, smtp__config(c->sched)
                                ->timeout_ms[SMTP_TIMEOUT_BODY]);
         return SMTP_WANT_WRITE;
     }
+    if (scratch == NULL)
+        return smtp__conn_fail(c, SMTP_ENOMEM, "no memory for the body");
     for (int i = 0; i < CHUNKS_PER_EVENT; i++) {
-        if (c->body_start == c->body_end) {
+        bool held = c->body_start < c->body_end;
+        const char *buf = scratch;
+        size_t len = 0;
+
+        if (held) {
+            buf = c->body_buf + c->body_start;
+            len = c->body_end - c->body_start;
+        } else {
             if (c->txn.body_done) {
                 smtp_next_state(dc, connh, NULL, now);
                 return SMTP_WANT_READ;
             }
-            if (body_fill(c) != 0)
+            long filled = body_fill(c, scratch, scratch + BODY_CHUNK);
+            if (filled < 0)
                 return smtp__conn_fail(c, SMTP_EIO, "the message file "
                                        "could not be read to its end "
                                        "while it was sent");
-            if (c->body_start == c->body_end)
+            if (filled == 0)
                 continue; /* a CR held for the next chunk */
+            len = (size_t)filled;
         }
 
-        long n = body_send(c);
+        long n = body_send(c, buf, len);
         if (n < 0 && smtp__take_421(c))
             return 0; /* the server said why it closed */
         if (n < 0)
             return smtp__conn_fail(c, (int)n, "sending the body: %s",
                                    smtp_strerror((int)n));
-        if (n == 0)
+        if (n > 0)
+            progress = true;
+        if (held)
+            c->body_start += (size_t)n;
+        else if ((size_t)n < len &&
+                 body_keep(c, buf + n, len - (size_t)n) != 0)
+            return smtp__conn_fail(c, SMTP_ENOMEM, "no memory for the "
+                                   "body");
+        if ((size_t)n < len)
             break;
-        progress = true;
     }
-    if (progress) {
+    /* The kernel is asked only when the body stays for another event: a
+     * body sent whole in one call never waits for its deadline. */
+    if (progress || !c->txn.body_looked) {
         c->txn.body_unacked = unacked(c);
+        c->txn.body_looked = true;
+    }
+    if (progress)
         smtp_conn_set_deadline(conn, smtp__config(c->sched)
                                ->timeout_ms[SMTP_TIMEOUT_BODY]);
-    }
     return SMTP_WANT_WRITE;
 }
 

@@ -9,8 +9,6 @@
  * A recipient whose reply is still due is never settled by another's
  * reply: the server may yet accept it, and DATA would then deliver to it.
  */
-#include <stdio.h>
-
 #include "client_states.h"
 
 #define RCPT_LINE_MAX 512
@@ -27,9 +25,15 @@ bool smtp__send_rcpts(struct smtp__conn *c, bool all)
         if (msg->rcpt_status[r] != RCPT_PENDING)
             continue;
 
-        int len = snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n",
-                           msg->m->recipients[r]);
-        int rc = smtp_conn_write(&c->pub, line, (size_t)len);
+        const char *parts[] = {"RCPT TO:<", msg->m->recipients[r], ">\r\n",
+                               NULL};
+        size_t len = smtp__join(line, sizeof(line), parts);
+        /* Addresses are checked at submit, so this cannot happen. */
+        if (len >= sizeof(line)) {
+            smtp__conn_fail(c, SMTP_EINVAL, "RCPT TO line too long");
+            return false;
+        }
+        int rc = smtp_conn_write(&c->pub, line, len);
         if (rc == SMTP_EAGAIN && t->sent > 0) {
             t->rcpt_end = r; /* the rest wait for the next transaction */
             break;

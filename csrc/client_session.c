@@ -15,22 +15,16 @@
 
 #define COMMAND_MAX 512 /* RFC 5321 4.5.3.1.4, CRLF included */
 
-bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
+/* Queues one command line, or fails the connection saying why. */
+static bool send_line(struct smtp__conn *c, const char *line, size_t len)
 {
-    char line[COMMAND_MAX];
-    va_list ap;
-    int len;
-
-    va_start(ap, fmt);
-    len = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (len < 0 || (size_t)len >= sizeof(line)) {
+    if (len >= COMMAND_MAX) {
         smtp__conn_fail(c, SMTP_EINVAL, "command too long in state %s",
                         c->pub.state->name);
         return false;
     }
 
-    int r = smtp_conn_write(&c->pub, line, (size_t)len);
+    int r = smtp_conn_write(&c->pub, line, len);
     if (r == SMTP_EPROTO && smtp__take_421(c))
         return false;
     if (r == SMTP_EPROTO) {
@@ -44,6 +38,41 @@ bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
         return false;
     }
     return true;
+}
+
+bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
+{
+    char line[COMMAND_MAX];
+    va_list ap;
+    int len;
+
+    va_start(ap, fmt);
+    len = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    return send_line(c, line, len < 0 ? COMMAND_MAX : (size_t)len);
+}
+
+size_t smtp__join(char *out, size_t cap, const char *const parts[])
+{
+    size_t len = 0;
+
+    for (size_t i = 0; parts[i] != NULL; i++) {
+        size_t n = strlen(parts[i]);
+
+        if (n >= cap - len)
+            return cap;
+        memcpy(out + len, parts[i], n);
+        len += n;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+bool smtp__send_joined(struct smtp__conn *c, const char *const parts[])
+{
+    char line[COMMAND_MAX];
+
+    return send_line(c, line, smtp__join(line, sizeof(line), parts));
 }
 
 bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
@@ -60,6 +89,10 @@ bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
     r = read_smtp_codes(&c->dc, NULL, &mask, codes, n);
     if (r == 0) {
         *ret = mask;
+        return false;
+    }
+    if (r == SMTP_ECLOSED && smtp__closed_before_mail_reply(c)) {
+        *ret = 0;
         return false;
     }
     if (r <= SMTP_EAGAIN) {

@@ -37,6 +37,14 @@ void smtp__body_free(const smtp_state *self, connection *conn);
 bool smtp__send_command(struct smtp__conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* As smtp__send_command, for a command that is its parts joined (the
+ * array ends with NULL): the per-message commands, without printf. */
+bool smtp__send_joined(struct smtp__conn *c, const char *const parts[]);
+
+/* Joins `parts` (ended by NULL) into out[0..cap) with a NUL after them.
+ * Returns their length, or cap when they do not fit. */
+size_t smtp__join(char *out, size_t cap, const char *const parts[]);
+
 /*
  * Reads the reply a built-in waits for.  Returns true with *code set
  * (> 0: one of `codes`, < 0: minus another code) when a reply arrived.
@@ -78,5 +86,15 @@ void smtp__settle_accepted(struct smtp__conn *c, int kind, int stage);
 
 /* The message of the open transaction. */
 struct smtp__msg *smtp__txn_msg(struct smtp__conn *c);
+
+/*
+ * For a close (EOF or reset) met while reading a reply: when it came in
+ * MAIL FROM before any byte of its reply, on a connection that has served
+ * a transaction, it is the server closing a connection between messages
+ * (DESIGN 8): nothing of this transaction can have been delivered, so its
+ * message goes back to the queue with the rest of the batch, and the
+ * connection closes.  Returns true when it did so.
+ */
+bool smtp__closed_before_mail_reply(struct smtp__conn *c);
 
 #endif /* SMTPSTATE_CLIENT_STATES_H */

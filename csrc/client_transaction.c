@@ -10,7 +10,6 @@
  * accepted recipients are decided by DATA and the confirmation.
  */
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -119,6 +118,26 @@ static int unsolicited(struct smtp__conn *c, int code)
                            -code);
 }
 
+bool smtp__closed_before_mail_reply(struct smtp__conn *c)
+{
+    struct smtp__msg *msg = smtp__txn_msg(c);
+
+    if (c->pub.state != smtp_get_state(SMTP_STATE_MAIL_FROM) ||
+        c->transactions == 0 || c->rstart < c->rend || msg == NULL)
+        return false;
+    /* The commands were sent, never answered: the recipients are as if
+     * never tried. */
+    for (size_t r = c->txn.rcpt_begin; r < c->txn.rcpt_end; r++) {
+        if (msg->rcpt_status[r] == RCPT_SENT)
+            msg->rcpt_status[r] = RCPT_PENDING;
+    }
+    smtp__conn_requeue_waiting(c, SMTP_ECLOSED, "the server closed the "
+                               "connection before answering MAIL FROM");
+    smtp__conn_fail(c, 0, "the server closed the connection before "
+                    "answering MAIL FROM (EOF)");
+    return true;
+}
+
 static int go_idle(struct smtp__conn *c)
 {
     const smtp_config *cfg = smtp__config(c->sched);
@@ -142,7 +161,13 @@ int smtp__transaction_setup(const smtp_state *self, delivery_construct *dc,
         smtp__jump(c, SMTP_STATE_RSET, now);
         return 0;
     }
-    code = read_smtp_codes(dc, now, &mask, none, 1);
+    /* Bytes that came with the last reply, or the server's close, when
+     * no reply is due: taken now, not as the reply to MAIL FROM.  Nothing
+     * else can be waiting that epoll has not reported, so no recv is
+     * spent per message on finding nothing. */
+    code = smtp__conn_has_unread(c) || c->peer_closed
+               ? read_smtp_codes(dc, now, &mask, none, 1)
+               : 0;
     if (code != 0)
         return unsolicited(c, code);
     smtp__conn_batch_compact(c);
@@ -211,8 +236,21 @@ static bool body_open(struct smtp__conn *c, struct smtp__msg *msg)
     c->txn.body_fd = fd;
     c->txn.body_len = (size_t)st.st_size;
     c->txn.file_off = 0;
-    c->txn.file_eof = false;
     return true;
+}
+
+/* " SIZE=<n>" into out[0..32), as decimal digits without printf. */
+static const char *size_param(char out[32], size_t n)
+{
+    char *p = out + 31;
+
+    *p = '\0';
+    do
+        *--p = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    p -= 6;
+    memcpy(p, " SIZE=", 6);
+    return p;
 }
 
 int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
@@ -220,7 +258,8 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
 {
     struct smtp__conn *c = smtp__conn_of(connh->conn);
     struct smtp__msg *msg = smtp__txn_msg(c);
-    char size[32] = "";
+    char size_buf[32];
+    const char *size = "";
 
     (void)self;
     if (msg == NULL) {
@@ -239,14 +278,18 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
         return 0;
     }
     if (c->pub.capabilities & SMTP_CAP_SIZE)
-        snprintf(size, sizeof(size), " SIZE=%zu", c->txn.body_len);
-    if (!smtp__send_command(c, "MAIL FROM:<%s>%s\r\n", msg->m->sender, size))
+        size = size_param(size_buf, c->txn.body_len);
+
+    const char *mail[] = {"MAIL FROM:<", msg->m->sender, ">", size, "\r\n",
+                          NULL};
+    static const char *const data[] = {"DATA\r\n", NULL};
+    if (!smtp__send_joined(c, mail))
         return SMTP_ESTATE;
     msg->began_in = c->pub.session_id;
     /* With PIPELINING the whole group goes out in one write; the replies
      * are then read in order by MAIL FROM, RCPT TO and DATA. */
     if (c->txn.pipelined &&
-        (!smtp__send_rcpts(c, true) || !smtp__send_command(c, "DATA\r\n")))
+        (!smtp__send_rcpts(c, true) || !smtp__send_joined(c, data)))
         return SMTP_ESTATE;
     return SMTP_WANT_READ;
 }

@@ -24,6 +24,7 @@
 
 #define WBUF_INITIAL 1024
 #define WBUF_MAX SMTP_WRITE_BUFFER_MAX
+#define DISPATCH_ROUNDS 8 /* callbacks one dispatch may run */
 
 int smtp__conn_stage(struct smtp__conn *c)
 {
@@ -235,8 +236,10 @@ int smtp__conn_flush(struct smtp__conn *c)
                          c->wend - c->wstart, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->write_blocked = true;
             return 0;
+        }
         if (n < 0)
             return errno == EPIPE || errno == ECONNRESET ? SMTP_ECLOSED
                                                          : SMTP_EIO;
@@ -259,7 +262,7 @@ SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms)
 /* ---- states ------------------------------------------------------------ */
 
 static void enter_state(struct smtp__conn *c, smtp_state *target,
-                        const struct timeval *now)
+                        const struct timeval *now, uint64_t now_ms)
 {
     const smtp_config *cfg = smtp__config(c->sched);
     smtp_state *from = c->pub.state;
@@ -270,19 +273,19 @@ static void enter_state(struct smtp__conn *c, smtp_state *target,
     c->pub.local_state = target->init_local_state;
     c->pub.state_closure = NULL;
     c->pub.statetime = *now;
-    smtp__deadline_set(c, smtp__now_ms() +
+    smtp__deadline_set(c, now_ms +
                        cfg->timeout_ms[smtp__state_timeout_kind(target)]);
     smtp__emit_state(c, from);
 }
 
 /* Runs setups from `target` on until one waits for an event. */
 static void run_setups(struct smtp__conn *c, smtp_state *target,
-                       struct timeval *now)
+                       struct timeval *now, uint64_t now_ms)
 {
     while (target != NULL && !c->closed) {
         int r = 0;
 
-        enter_state(c, target, now);
+        enter_state(c, target, now, now_ms);
         c->jump_to = NULL;
         if (target->setup)
             r = target->setup(target, &c->dc, &c->handle, now);
@@ -337,6 +340,7 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
 {
     struct smtp__conn *c = smtp__conn_of(connh->conn);
     struct timeval tv;
+    uint64_t now_ms;
     smtp_state *target = state;
 
     (void)dc;
@@ -356,50 +360,78 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
         c->jump_to = target;
         return;
     }
+    /* Deadlines count from a clock the engine read itself: this call's,
+     * or the dispatch's when a state passes on the `now` it was given. */
     if (now == NULL) {
         smtp__timeval_now(&tv);
         now = &tv;
+        now_ms = smtp__timeval_ms(&tv);
+    } else if (now == c->dispatch_now) {
+        now_ms = smtp__timeval_ms(now);
+    } else {
+        now_ms = smtp__now_ms();
     }
     c->transitioning = true;
     c->transitioned = true;
-    run_setups(c, target, now);
+    run_setups(c, target, now, now_ms);
     c->transitioning = false;
 }
 
-/* After a callback or a setup: send what was queued, wait as asked. */
-static void settle_interest(struct smtp__conn *c, int want)
+/* Events already due: a reply buffered with an earlier one (epoll will
+ * not report it again), or a write the socket has not refused (when
+ * EPOLLOUT is registered, epoll reports it instead). */
+static int due_events(struct smtp__conn *c)
+{
+    int due = 0;
+
+    if ((c->want & SMTP_WANT_READ) && smtp__conn_has_unread(c))
+        due |= E_READ;
+    if ((c->want & SMTP_WANT_WRITE) && !(c->interest & EPOLLOUT))
+        due |= E_WRITE;
+    return due;
+}
+
+/* After a callback or a setup: sends what was queued, waits as asked,
+ * and returns the events already due. */
+static int settle_interest(struct smtp__conn *c, int want)
 {
     int r = smtp__conn_flush(c);
 
     if (r < 0) {
         smtp__conn_fail(c, r, "write failed: %s", smtp_strerror(r));
-        return;
+        return 0;
     }
     smtp__conn_want(c, want);
-    smtp__conn_check_buffered(c);
+    return c->closed ? 0 : due_events(c);
 }
 
 void smtp__conn_enter_first_state(struct smtp__conn *c)
 {
+    int due;
+
     c->transitioned = false;
     smtp_next_state(&c->dc, &c->handle, NULL, NULL);
-    if (!c->closed)
-        settle_interest(c, c->setup_want);
+    if (c->closed)
+        return;
+    due = settle_interest(c, c->setup_want);
+    if (due)
+        smtp__wake(c, due);
 }
 
-void smtp__conn_dispatch(struct smtp__conn *c, int events)
+/* One callback under the return contract; returns the events already
+ * due after it. */
+static int dispatch_once(struct smtp__conn *c, int events,
+                         struct timeval *now)
 {
-    struct timeval now;
     smtp_state *state = c->pub.state;
     int ret;
 
-    smtp__timeval_now(&now);
     c->transitioned = false;
     c->closed_by_state = false;
     c->in_dispatch = true;
     ret = state->callback(&c->dc, &c->ev, &c->pub, &c->handle,
                           &c->dest->domain, c->handle.binding_slot,
-                          &c->dest->metrics, &now, events);
+                          &c->dest->metrics, now, events);
     c->in_dispatch = false;
     if (c->closed) {
 #ifndef NDEBUG
@@ -409,12 +441,12 @@ void smtp__conn_dispatch(struct smtp__conn *c, int events)
             abort();
         }
 #endif
-        return;
+        return 0;
     }
     if (ret == 0) {
         smtp__conn_fail(c, SMTP_ESTATE, "state %s returned 0 without "
                         "closing the connection", state->name);
-        return;
+        return 0;
     }
     if (c->transitioned)
         ret = c->setup_want;
@@ -422,9 +454,37 @@ void smtp__conn_dispatch(struct smtp__conn *c, int events)
         smtp__conn_fail(c, SMTP_ESTATE, "state %s returned %d, not "
                         "SMTP_WANT_READ or SMTP_WANT_WRITE", state->name,
                         ret);
-        return;
+        return 0;
     }
-    settle_interest(c, ret & (SMTP_WANT_READ | SMTP_WANT_WRITE));
+    return settle_interest(c, ret & (SMTP_WANT_READ | SMTP_WANT_WRITE));
+}
+
+/*
+ * Delivers `events`, then what became due meanwhile, in the same call:
+ * the replies of a pipelined group each to its state, and a new state's
+ * first write without a trip through epoll.  A state that asks to write
+ * again in the same state, and whatever is due after DISPATCH_ROUNDS
+ * calls, waits for the wake phase, so one connection cannot hold the
+ * loop.
+ */
+void smtp__conn_dispatch(struct smtp__conn *c, int events)
+{
+    struct timeval now;
+
+    smtp__timeval_now(&now);
+    c->dispatch_now = &now;
+    for (int round = 0; events != 0; round++) {
+        if (round == DISPATCH_ROUNDS) {
+            smtp__wake(c, events);
+            break;
+        }
+        events = dispatch_once(c, events, &now);
+        if ((events & E_WRITE) && !c->transitioned) {
+            smtp__wake(c, E_WRITE);
+            events &= ~E_WRITE;
+        }
+    }
+    c->dispatch_now = NULL;
 }
 
 /* ---- the batch --------------------------------------------------------- */

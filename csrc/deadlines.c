@@ -3,7 +3,11 @@
  *
  * A connection is in the heap exactly when its deadline_ms is non-zero;
  * its heap_index is kept current on every move so that changing or
- * removing a deadline costs O(log n) without a search.
+ * removing a deadline costs O(log n) without a search.  The heap is
+ * ordered by heap_key, a lower bound of deadline_ms: a deadline that moves
+ * later (every state change does) only updates deadline_ms, and the key
+ * catches up when the entry reaches the top, so the common move costs no
+ * sifting at all.
  */
 #include <stdlib.h>
 
@@ -22,7 +26,7 @@ static void sift_up(struct smtp__deadlines *h, size_t i)
 
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (h->items[parent]->deadline_ms <= c->deadline_ms)
+        if (h->items[parent]->heap_key <= c->heap_key)
             break;
         place(h, i, h->items[parent]);
         i = parent;
@@ -39,9 +43,9 @@ static void sift_down(struct smtp__deadlines *h, size_t i)
         if (child >= h->len)
             break;
         if (child + 1 < h->len &&
-            h->items[child + 1]->deadline_ms < h->items[child]->deadline_ms)
+            h->items[child + 1]->heap_key < h->items[child]->heap_key)
             child++;
-        if (c->deadline_ms <= h->items[child]->deadline_ms)
+        if (c->heap_key <= h->items[child]->heap_key)
             break;
         place(h, i, h->items[child]);
         i = child;
@@ -87,19 +91,27 @@ int smtp__deadlines_set(struct smtp__deadlines *h, struct smtp__conn *c,
     if (!present) {
         if (h->len == h->cap && heap_grow(h) != 0)
             return SMTP_ENOMEM;
-        c->deadline_ms = at_ms;
+        c->deadline_ms = c->heap_key = at_ms;
         place(h, h->len++, c);
         sift_up(h, c->heap_index);
         return 0;
     }
     c->deadline_ms = at_ms;
-    sift_up(h, c->heap_index);
-    sift_down(h, c->heap_index);
+    if (at_ms < c->heap_key) {
+        c->heap_key = at_ms;
+        sift_up(h, c->heap_index);
+    }
     return 0;
 }
 
-struct smtp__conn *smtp__deadlines_first(const struct smtp__deadlines *h)
+struct smtp__conn *smtp__deadlines_first(struct smtp__deadlines *h)
 {
+    /* Entries whose deadline moved later since they were keyed sink to
+     * their place before the top is believed. */
+    while (h->len > 0 && h->items[0]->heap_key < h->items[0]->deadline_ms) {
+        h->items[0]->heap_key = h->items[0]->deadline_ms;
+        sift_down(h, 0);
+    }
     return h->len ? h->items[0] : NULL;
 }
 

@@ -19,8 +19,9 @@ struct smtp__deadlines {
 int smtp__deadlines_set(struct smtp__deadlines *h, struct smtp__conn *c,
                         uint64_t at_ms);
 
-/* The connection with the earliest deadline, or NULL. */
-struct smtp__conn *smtp__deadlines_first(const struct smtp__deadlines *h);
+/* The connection with the earliest deadline, or NULL.  Not const: it
+ * settles entries whose deadline moved later. */
+struct smtp__conn *smtp__deadlines_first(struct smtp__deadlines *h);
 
 void smtp__deadlines_free(struct smtp__deadlines *h);
 

@@ -38,6 +38,9 @@ struct smtp__dest;
  * ever. */
 #define SMTP__MAX_HANDOVERS 3
 
+/* Recipients whose status fits inside the message record. */
+#define SMTP__INLINE_RCPTS 16
+
 struct smtp__msg {
     const smtp_message *m;       /* the caller's record: not to be read
                                     after its last outcome */
@@ -51,11 +54,13 @@ struct smtp__msg {
     uint64_t began_in;           /* session of its last MAIL FROM, or 0 */
     unsigned handovers;          /* connections that ended before that */
     struct smtp__msg *next;      /* destination queue link */
+    /* last: the status of up to SMTP__INLINE_RCPTS recipients */
+    unsigned char inline_status[SMTP__INLINE_RCPTS];
 };
 
 struct smtp__dest {
-    char *key;                   /* host, port, helo, source */
-    char *host, *helo, *source;
+    char *host, *helo, *source;  /* with the port, what names it */
+    bool helo_given;             /* helo was given, not the default */
     int port;
     char peer[80];               /* "host:port" for events */
     struct sockaddr_storage *addr;
@@ -85,8 +90,7 @@ struct smtp__txn {
     const char *body;            /* the message bytes, when in memory */
     size_t body_len;             /* its length, or the file's at MAIL */
     int body_fd;                 /* the message file, -1 when in memory */
-    uint64_t file_off;           /* next file offset to read */
-    bool file_eof;
+    uint64_t file_off;           /* first file byte not yet encoded */
     size_t body_pos;             /* in-memory bytes already encoded */
     bool body_done;              /* the terminator is queued */
     bool in_data;                /* from DATA's 354 until the reply to the
@@ -95,6 +99,7 @@ struct smtp__txn {
                                     for the body's */
     size_t body_unacked;         /* body bytes the server had not yet
                                     acknowledged at the last look */
+    bool body_looked;            /* body_unacked was taken */
     struct smtp__body_encoder enc;
 };
 
@@ -116,21 +121,22 @@ struct smtp__conn {
     char *wbuf;
     size_t wcap, wstart, wend;
 
-    /* the body in flight: encoded bytes body_buf[body_start..body_end),
-     * and for a file, bytes read but not yet encoded, in_buf[in_start..
-     * in_end) */
+    /* encoded body bytes the socket did not take yet, body_buf[
+     * body_start..body_end); allocated only when a send falls short */
     char *body_buf;
     size_t body_start, body_end;
-    char *in_buf;
-    size_t in_start, in_end;
 
     int want;                    /* events the state waits for */
     int interest;                /* events registered with epoll */
+    bool write_blocked;          /* a send fell short since EPOLLOUT */
+    bool peer_closed;            /* epoll reported the server's close */
     bool connecting;
     bool closed;
     bool in_dispatch;
     bool transitioning;
     smtp_state *jump_to;         /* set by smtp_next_state inside a setup */
+    const struct timeval *dispatch_now; /* the clock a dispatch read, while
+                                           it runs */
     int setup_want;              /* first events asked by the last setup */
     bool need_rset;
     bool closed_by_state;
@@ -147,6 +153,7 @@ struct smtp__conn {
     unsigned char bad_reply_len;
 
     uint64_t deadline_ms;        /* 0: none */
+    uint64_t heap_key;           /* its place in the heap, <= deadline_ms */
     size_t heap_index;           /* position in the deadline heap */
     uint64_t deadline_at_event;  /* the deadline when E_TIMEOUT fired */
 
@@ -183,8 +190,21 @@ static inline struct smtp__conn *smtp__conn_of_dc(delivery_construct *dc)
 uint64_t smtp__now_ms(void);
 void smtp__timeval_now(struct timeval *tv);
 
+/* A time smtp__timeval_now gave, in the milliseconds of smtp__now_ms. */
+static inline uint64_t smtp__timeval_ms(const struct timeval *tv)
+{
+    return (uint64_t)tv->tv_sec * 1000u + (uint64_t)tv->tv_usec / 1000u;
+}
+
+/* Bytes in each half of the scheduler's scratch buffer. */
+#define SMTP__SCRATCH_HALF 65536
+
 /* scheduler.c */
 const smtp_config *smtp__config(const smtp_scheduler *sched);
+/* The scheduler's scratch buffer, 2 * SMTP__SCRATCH_HALF bytes, shared
+ * by every connection for work that ends within one callback; NULL when
+ * it cannot be allocated. */
+char *smtp__scratch(smtp_scheduler *sched);
 void smtp__emit(struct smtp__conn *c, int type, int code, int error,
                 const char *text, size_t len);
 void smtp__emit_state(struct smtp__conn *c, const smtp_state *from);
@@ -192,13 +212,14 @@ void smtp__emit_wire(struct smtp__conn *c, const char *bytes, size_t len,
                      int sent);
 void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms);
 void smtp__conn_want(struct smtp__conn *c, int want);
+/* Delivers `events` to the connection's state on the loop's wake phase. */
+void smtp__wake(struct smtp__conn *c, int events);
 struct smtp__msg *smtp__dest_pop(struct smtp__dest *dest);
 void smtp__dest_push_front(struct smtp__dest *dest, struct smtp__msg *msg);
 bool smtp__draining(const smtp_scheduler *sched);
 void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg);
 void smtp__conn_mark_idle(struct smtp__conn *c, bool idle);
 void smtp__sched_forget(struct smtp__conn *c);
-void smtp__conn_check_buffered(struct smtp__conn *c);
 void smtp__note_reply_buffer(smtp_scheduler *sched, size_t bytes);
 
 /* connection.c */

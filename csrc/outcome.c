@@ -129,9 +129,13 @@ void smtp__settle(struct smtp__conn *c, struct smtp__msg *msg, size_t rcpt,
         kind = SMTP_OUTCOME_TRANSIENT;
 
     bool last = mark(msg, rcpt, kind);
+    const char *why = c->error_text;
+
+    /* The error's text is needed only when no reply decides. */
+    if (why[0] == '\0' && (reply == NULL || reply->code == 0))
+        why = smtp_strerror(c->error);
     count(&c->dest->metrics, kind);
-    report(c->sched, c, msg, rcpt, kind, reply, stage, c->error,
-           c->error_text[0] ? c->error_text : smtp_strerror(c->error));
+    report(c->sched, c, msg, rcpt, kind, reply, stage, c->error, why);
     if (last) {
         drop_from_batch(c, msg);
         smtp__msg_release(c->sched, msg);

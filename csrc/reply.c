@@ -248,10 +248,9 @@ void smtp__reply_extract(char *buf, size_t n, smtp_reply *out)
 
     out->code = code_of(buf);
     len = join_lines(buf, n, &out->lines);
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] == '\0')
-            buf[i] = '?';
-    }
+    for (char *nul = memchr(buf, '\0', len); nul != NULL;
+         nul = memchr(nul + 1, '\0', len - (size_t)(nul + 1 - buf)))
+        *nul = '?';
     buf[len] = '\0';
     out->text = buf;
     out->text_len = len;

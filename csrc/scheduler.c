@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +40,14 @@ struct smtp_scheduler {
     struct smtp__conn *wake_head;  /* connections with pending_events */
     struct smtp__conn *dead;       /* closed this turn, freed at its end */
     struct smtp__msg *released;    /* settled this turn, freed at its end */
+    struct smtp__msg *free_msgs;   /* records to reuse, linked by next */
     struct smtp__deadlines deadlines;
     size_t pending;                /* messages not yet settled */
     unsigned connections;
     bool draining;                 /* no new work: submit refused */
     bool finishing;                /* run(): QUIT connections when idle */
     size_t reply_high_water;       /* largest receive buffer held */
+    char *scratch;                 /* smtp__scratch, allocated on first use */
     uint64_t next_session;
 };
 
@@ -104,6 +107,13 @@ SMTP_API void smtp_config_init(smtp_config *cfg)
 const smtp_config *smtp__config(const smtp_scheduler *sched)
 {
     return &sched->cfg;
+}
+
+char *smtp__scratch(smtp_scheduler *sched)
+{
+    if (sched->scratch == NULL)
+        sched->scratch = malloc(2 * SMTP__SCRATCH_HALF);
+    return sched->scratch;
 }
 
 bool smtp__draining(const smtp_scheduler *sched)
@@ -274,20 +284,28 @@ static int check_destination(const smtp_destination *dest)
 static bool address_is_clean(const char *s, size_t max)
 {
     bool quoted = false;
-    size_t len = strnlen(s, max + 1);
 
-    if (len > max)
-        return false;
-    for (size_t i = 0; i < len; i++) {
+    /* At most max octets and the NUL are read. */
+    for (size_t i = 0; i <= max; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')
+
+        /* Letters, "@" and "_" are most of an address, and all above
+         * ">": one comparison each (DEL aside). */
+        if (ch > '>') {
+            if (ch == 0x7f)
+                return false;
+            continue;
+        }
+        if (ch == '\0')
+            return !quoted;
+        if (ch < 0x20 || ch == '<' || ch == '>')
             return false;
         if (ch == '"')
             quoted = !quoted;
         else if (ch == ' ' && !quoted)
             return false;
     }
-    return !quoted;
+    return false;
 }
 
 static int check_message(const smtp_message *msg)
@@ -344,21 +362,8 @@ static void dest_resolve(struct smtp__dest *d)
     freeaddrinfo(res);
 }
 
-static char *dest_key(const smtp_destination *dest)
-{
-    size_t cap = 600;
-    char *key = malloc(cap);
-
-    if (key != NULL)
-        snprintf(key, cap, "%s|%d|%s|%s", dest->host, dest->port,
-                 dest->helo ? dest->helo : "", dest->source ? dest->source
-                 : "");
-    return key;
-}
-
 static void dest_free(struct smtp__dest *d)
 {
-    free(d->key);
     free(d->host);
     free(d->helo);
     free(d->source);
@@ -366,15 +371,15 @@ static void dest_free(struct smtp__dest *d)
     free(d);
 }
 
-static struct smtp__dest *dest_create(const smtp_destination *dest, char *key)
+static struct smtp__dest *dest_create(const smtp_destination *dest)
 {
     struct smtp__dest *d = calloc(1, sizeof(*d));
 
     if (d == NULL)
         return NULL;
-    d->key = key;
     d->host = strdup(dest->host);
     d->helo = strdup(dest->helo ? dest->helo : "localhost");
+    d->helo_given = dest->helo != NULL;
     d->source = dest->source ? strdup(dest->source) : NULL;
     d->port = dest->port;
     if (d->host == NULL || d->helo == NULL ||
@@ -391,25 +396,33 @@ static struct smtp__dest *dest_create(const smtp_destination *dest, char *key)
     return d;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Whether `dest` names `d`: the same host, port, source and EHLO name,
+ * a default EHLO name being distinct from any given one. */
+static bool dest_matches(const struct smtp__dest *d,
+                         const smtp_destination *dest)
+{
+    return d->port == dest->port && strcmp(d->host, dest->host) == 0 &&
+           d->helo_given == (dest->helo != NULL) &&
+           (!d->helo_given || strcmp(d->helo, dest->helo) == 0) &&
+           same_text(d->source, dest->source);
+}
+
 static struct smtp__dest *dest_intern(smtp_scheduler *sched,
                                       const smtp_destination *dest)
 {
-    char *key = dest_key(dest);
-
-    if (key == NULL)
-        return NULL;
     for (struct smtp__dest *d = sched->dests; d != NULL; d = d->next) {
-        if (strcmp(d->key, key) == 0) {
-            free(key);
+        if (dest_matches(d, dest))
             return d;
-        }
     }
 
-    struct smtp__dest *d = dest_create(dest, key);
-    if (d == NULL) {
-        free(key);
+    struct smtp__dest *d = dest_create(dest);
+    if (d == NULL)
         return NULL;
-    }
     d->next = sched->dests;
     sched->dests = d;
     return d;
@@ -451,6 +464,38 @@ struct smtp__msg *smtp__dest_pop(struct smtp__dest *d)
 
 /* ---- submission --------------------------------------------------------- */
 
+/* A zeroed message record with room for n recipients' status: from the
+ * scheduler's free list, and inside the record for a few recipients, so
+ * submitting costs no allocation once the loop runs. */
+static struct smtp__msg *msg_alloc(smtp_scheduler *sched, size_t n)
+{
+    struct smtp__msg *m = sched->free_msgs;
+    unsigned char *status;
+
+    if (m != NULL)
+        sched->free_msgs = m->next;
+    else if ((m = malloc(sizeof(*m))) == NULL)
+        return NULL;
+    memset(m, 0, offsetof(struct smtp__msg, inline_status));
+    status = m->inline_status;
+    if (n > SMTP__INLINE_RCPTS && (status = malloc(n)) == NULL) {
+        m->next = sched->free_msgs;
+        sched->free_msgs = m;
+        return NULL;
+    }
+    memset(status, 0, n);
+    m->rcpt_status = status;
+    return m;
+}
+
+static void msg_recycle(smtp_scheduler *sched, struct smtp__msg *m)
+{
+    if (m->rcpt_status != m->inline_status)
+        free(m->rcpt_status);
+    m->next = sched->free_msgs;
+    sched->free_msgs = m;
+}
+
 SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
                                    const smtp_destination *dest,
                                    const smtp_message *msg)
@@ -472,17 +517,12 @@ SMTP_API int smtp_scheduler_submit(smtp_scheduler *sched,
                           sched->pending);
 
     struct smtp__dest *d = dest_intern(sched, dest);
-    struct smtp__msg *m = calloc(1, sizeof(*m));
-    unsigned char *status = calloc(msg->nrecipients, 1);
-    if (d == NULL || m == NULL || status == NULL) {
-        free(m);
-        free(status);
+    struct smtp__msg *m = d ? msg_alloc(sched, msg->nrecipients) : NULL;
+    if (m == NULL)
         return smtp__fail(SMTP_ENOMEM, "%s: out of memory", func);
-    }
     m->m = msg;
     m->nrcpt = msg->nrecipients;
     m->dest = d;
-    m->rcpt_status = status;
     m->unsettled = msg->nrecipients;
     dest_push_back(d, m);
     sched->pending++;
@@ -507,8 +547,7 @@ static void free_released(smtp_scheduler *sched)
     sched->released = NULL;
     while (msg != NULL) {
         struct smtp__msg *next = msg->next;
-        free(msg->rcpt_status);
-        free(msg);
+        msg_recycle(sched, msg);
         msg = next;
     }
 }
@@ -521,7 +560,16 @@ void smtp__deadline_set(struct smtp__conn *c, uint64_t at_ms)
         smtp__conn_fail(c, SMTP_ENOMEM, "no memory for a deadline");
 }
 
-void smtp__conn_want(struct smtp__conn *c, int want)
+/*
+ * Registers what the connection waits for.  A socket counts as writable
+ * until a send falls short, so EPOLLOUT is registered only after one did;
+ * until then dispatch delivers E_WRITE itself (connection.c).  EPOLLIN
+ * stays registered when a state stops reading for a while (DATA to the
+ * body and back costs no epoll_ctl); `strict` drops it once it fires
+ * unwanted, so it cannot fire turn after turn.  EPOLLRDHUP, the server's
+ * close, is watched until it has been seen once (peer_closed).
+ */
+static void conn_interest(struct smtp__conn *c, int want, bool strict)
 {
     int interest = 0;
     struct epoll_event ev;
@@ -531,8 +579,14 @@ void smtp__conn_want(struct smtp__conn *c, int want)
     c->want = want;
     if (want & SMTP_WANT_READ)
         interest |= EPOLLIN;
-    if ((want & SMTP_WANT_WRITE) || c->wstart < c->wend || c->connecting)
+    if (c->wstart < c->wend || c->connecting ||
+        ((want & SMTP_WANT_WRITE) &&
+         (c->write_blocked || (c->interest & EPOLLOUT))))
         interest |= EPOLLOUT;
+    if (!strict)
+        interest |= c->interest & EPOLLIN;
+    if (!c->peer_closed)
+        interest |= EPOLLRDHUP;
     if (interest == c->interest)
         return;
     ev.events = (uint32_t)interest;
@@ -544,7 +598,12 @@ void smtp__conn_want(struct smtp__conn *c, int want)
     c->interest = interest;
 }
 
-static void wake_push(struct smtp__conn *c, int events)
+void smtp__conn_want(struct smtp__conn *c, int want)
+{
+    conn_interest(c, want, false);
+}
+
+void smtp__wake(struct smtp__conn *c, int events)
 {
     smtp_scheduler *sched = c->sched;
 
@@ -561,7 +620,7 @@ SMTP_API void smtp_conn_wake(connection *conn)
     struct smtp__conn *c = smtp__conn_of(conn);
 
     if (!c->closed)
-        wake_push(c, E_ASYNC);
+        smtp__wake(c, E_ASYNC);
 }
 
 /* Doubly linked, so marking is O(1) with thousands of idle connections. */
@@ -682,11 +741,11 @@ static void conn_open(smtp_scheduler *sched, struct smtp__dest *d,
         return;
     }
 
-    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
     c->pub.fd = fd;
     c->ev.fd = fd;
     c->connecting = true;
-    c->interest = EPOLLOUT;
+    c->interest = EPOLLOUT | EPOLLRDHUP;
     epoll_ctl(sched->epfd, EPOLL_CTL_ADD, fd, &ev);
     c->all_next = sched->conns;
     if (sched->conns)
@@ -725,7 +784,7 @@ static void dest_dispatch(smtp_scheduler *sched, struct smtp__dest *d)
         struct smtp__conn *c = d->idle;
         smtp__conn_mark_idle(c, false);
         smtp__conn_batch_add(c, smtp__dest_pop(d));
-        wake_push(c, E_ASYNC);
+        smtp__wake(c, E_ASYNC);
     }
     while (d->queued > 0 &&
            d->connections < sched->cfg.max_connections_per_destination &&
@@ -751,6 +810,10 @@ static void handle_ready(struct smtp__conn *c, uint32_t ready)
         connected(c);
         return;
     }
+    if (ready & EPOLLOUT)
+        c->write_blocked = false;
+    if (ready & EPOLLRDHUP)
+        c->peer_closed = true;
     if ((ready & EPOLLOUT) && c->wstart < c->wend) {
         int r = smtp__conn_flush(c);
         if (r < 0) {
@@ -768,7 +831,7 @@ static void handle_ready(struct smtp__conn *c, uint32_t ready)
     if (events)
         smtp__conn_dispatch(c, events);
     else
-        smtp__conn_want(c, c->want);
+        conn_interest(c, c->want, true);
 }
 
 static void fire_deadlines(smtp_scheduler *sched, uint64_t now)
@@ -803,6 +866,10 @@ static int deliver_wakes(smtp_scheduler *sched)
 
         c->on_wake_list = false;
         c->pending_events = 0;
+        /* A write asked for before the state moved on, or with output
+         * still queued, is not due. */
+        if (!(c->want & SMTP_WANT_WRITE) || c->wstart < c->wend)
+            events &= ~E_WRITE;
         if (!c->closed && !c->connecting && events) {
             smtp__conn_dispatch(c, events);
             handled++;
@@ -810,14 +877,6 @@ static int deliver_wakes(smtp_scheduler *sched)
         c = next;
     }
     return handled;
-}
-
-/* Called after a state asked to read: a reply already buffered (sent in
- * the same packet as an earlier one) will not wake epoll again. */
-void smtp__conn_check_buffered(struct smtp__conn *c)
-{
-    if ((c->want & SMTP_WANT_READ) && smtp__conn_has_unread(c))
-        wake_push(c, E_READ);
 }
 
 static void free_dead(smtp_scheduler *sched)
@@ -885,7 +944,7 @@ static void quit_idle_connections(smtp_scheduler *sched)
         while (d->idle != NULL) {
             struct smtp__conn *c = d->idle;
             smtp__conn_mark_idle(c, false);
-            wake_push(c, E_ASYNC);
+            smtp__wake(c, E_ASYNC);
         }
     }
 }
@@ -998,7 +1057,13 @@ SMTP_API void smtp_scheduler_free(smtp_scheduler *sched)
         d = next;
     }
     free_dead(sched);
+    while (sched->free_msgs != NULL) {
+        struct smtp__msg *next = sched->free_msgs->next;
+        free(sched->free_msgs);
+        sched->free_msgs = next;
+    }
     smtp__deadlines_free(&sched->deadlines);
     close(sched->epfd);
+    free(sched->scratch);
     free(sched);
 }

@@ -45,11 +45,20 @@ struct totals {
     struct timespec start;
 };
 
-/* A generated message: its record and bytes live until its last
- * outcome, which frees them. */
+/* A generated message: its record and bytes, one allocation that lives
+ * until its last outcome, which frees it. */
 struct generated {
     smtp_message m;
     size_t unsettled;
+    char data[];
+};
+
+#define HEADER_MAX 512
+
+/* The lines after a header of each length, built once (body_after). */
+struct bodies {
+    char *text[HEADER_MAX];
+    size_t len[HEADER_MAX];
 };
 
 struct options {
@@ -68,6 +77,7 @@ struct options {
     int poll_mode;        /* step the loop from poll(2), as an embedder */
     int vary_recipients;  /* message N: the first 1 + (N-1) mod K of --to */
     long stamp;           /* the start time, in generated Message-IDs */
+    struct bodies *bodies;
     struct totals *totals;
     smtp_config cfg;
 };
@@ -174,10 +184,8 @@ static void on_settled(const smtp_outcome *o, void *arg)
     if (t->progress > 0 &&
         (t->delivered + t->transient + t->permanent) % t->progress == 0)
         print_progress(t);
-    if (g != NULL && --g->unsettled == 0) {
-        free((char *)g->m.data);
+    if (g != NULL && --g->unsettled == 0)
         free(g);
-    }
 }
 
 static const char *event_name(int type)
@@ -363,43 +371,89 @@ static int register_quit(const char *after)
 
 /* ---- messages ---------------------------------------------------------- */
 
-static char *generate(long n, long stamp, size_t size, size_t *len)
+/* The decimal digits of n, written to end just before `end`; returns
+ * where they start. */
+static char *put_decimal(char *end, unsigned long n)
 {
-    char *buf = malloc(size + 512);
-    int head;
+    do
+        *--end = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    return end;
+}
 
-    if (buf == NULL)
-        return NULL;
-    head = snprintf(buf, 512,
-                    "From: sender@example.com\r\nTo: rcpt@example.com\r\n"
-                    "Subject: message %ld\r\nMessage-ID: <%ld.%ld@"
-                    "smtpstate.test>\r\n\r\n", n, n, stamp);
-    size_t at = (size_t)head;
-    while (at < size) {
-        size_t line = size - at < 78 ? size - at : 78;
-        memset(buf + at, 'a' + (char)(at % 26), line);
-        at += line;
-        if (at + 2 <= size) {
-            memcpy(buf + at, "\r\n", 2);
-            at += 2;
+/* Message n's header, without printf (it is built once per message):
+ * returns its length. */
+static size_t header(char *out, long n, long stamp)
+{
+    static const char from[] = "From: sender@example.com\r\nTo: "
+                               "rcpt@example.com\r\nSubject: message ";
+    static const char id[] = "\r\nMessage-ID: <";
+    static const char end[] = "@smtpstate.test>\r\n\r\n";
+    char digits[24], *d;
+    size_t at = sizeof(from) - 1;
+
+    memcpy(out, from, at);
+    d = put_decimal(digits + sizeof(digits), (unsigned long)n);
+    memcpy(out + at, d, (size_t)(digits + sizeof(digits) - d));
+    at += (size_t)(digits + sizeof(digits) - d);
+    memcpy(out + at, id, sizeof(id) - 1);
+    at += sizeof(id) - 1;
+    memcpy(out + at, d, (size_t)(digits + sizeof(digits) - d));
+    at += (size_t)(digits + sizeof(digits) - d);
+    out[at++] = '.';
+    d = put_decimal(digits + sizeof(digits), (unsigned long)stamp);
+    memcpy(out + at, d, (size_t)(digits + sizeof(digits) - d));
+    at += (size_t)(digits + sizeof(digits) - d);
+    memcpy(out + at, end, sizeof(end) - 1);
+    return at + sizeof(end) - 1;
+}
+
+/* The lines that follow a header of `head` octets in a message of about
+ * `size`: 78 letters each, the letter set by the line's offset in the
+ * message, CRLF after each that fits.  They depend on head alone, so
+ * they are laid out once per header length. */
+static const char *body_after(struct bodies *b, size_t head, size_t size,
+                              size_t *len)
+{
+    if (b->text[head] == NULL) {
+        char *buf = malloc(size > head ? size - head + 1 : 1);
+        size_t at = head;
+
+        if (buf == NULL)
+            return NULL;
+        while (at < size) {
+            size_t line = size - at < 78 ? size - at : 78;
+            memset(buf + at - head, 'a' + (char)(at % 26), line);
+            at += line;
+            if (at + 2 <= size) {
+                memcpy(buf + at - head, "\r\n", 2);
+                at += 2;
+            }
         }
+        b->text[head] = buf;
+        b->len[head] = at - head;
     }
-    *len = at;
-    return buf;
+    *len = b->len[head];
+    return b->text[head];
 }
 
 /* Message i of a --count run, built when it is submitted. */
 static smtp_message *generate_one(const struct options *o, size_t i)
 {
-    struct generated *g = calloc(1, sizeof(*g));
+    char head[HEADER_MAX];
+    size_t head_len = header(head, (long)i + 1, o->stamp);
+    size_t body_len = 0;
+    const char *body = body_after(o->bodies, head_len, o->size, &body_len);
+    struct generated *g =
+        body ? malloc(sizeof(*g) + head_len + body_len) : NULL;
 
     if (g == NULL)
         return NULL;
-    g->m.data = generate((long)i + 1, o->stamp, o->size, &g->m.len);
-    if (g->m.data == NULL) {
-        free(g);
-        return NULL;
-    }
+    memset(&g->m, 0, sizeof(g->m));
+    memcpy(g->data, head, head_len);
+    memcpy(g->data + head_len, body, body_len);
+    g->m.data = g->data;
+    g->m.len = head_len + body_len;
     g->m.sender = o->from;
     g->m.recipients = o->to;
     g->m.nrecipients = o->vary_recipients ? 1 + i % o->nto : o->nto;
@@ -411,7 +465,6 @@ static smtp_message *generate_one(const struct options *o, size_t i)
 
 static void free_generated(smtp_message *msg)
 {
-    free((char *)msg->data);
     free(msg->user);
 }
 
@@ -725,6 +778,7 @@ int main(int argc, char **argv)
 {
     struct totals totals = {0};
     struct options opts = {0};
+    static struct bodies bodies;
     size_t n = 0;
 
     int parsed = parse(argc, argv, &opts, &totals);
@@ -737,6 +791,7 @@ int main(int argc, char **argv)
     if (opts.quit_after && register_quit(opts.quit_after) != 0)
         return 64;
     opts.totals = &totals;
+    opts.bodies = &bodies;
     opts.cfg.on_outcome = on_settled;
     opts.cfg.outcome_arg = &totals;
     opts.cfg.on_event = on_event;
@@ -768,6 +823,8 @@ int main(int argc, char **argv)
             totals.transient, totals.permanent, totals.sessions, totals.closes,
             totals.max_open, totals.noops, totals.refused, high_water);
     free(msgs);
+    for (size_t i = 0; i < HEADER_MAX; i++)
+        free(bodies.text[i]);
     if (failed)
         return 64;
     if (totals.permanent)

@@ -71,12 +71,17 @@ def build() -> None:
 
 
 def run_driver(
-    port: int, *args: str, timeout: float = 120, rusage: bool = False
+    port: int,
+    *args: str,
+    timeout: float = 120,
+    rusage: bool = False,
+    env: dict[str, str] | None = None,
 ) -> DriverRun:
     """Runs the driver against 127.0.0.1:port with the given options.
 
     With `rusage` it runs under ``rusage-run``, whose line (``maxrss_kib``,
     the driver's own peak RSS, not this process's) lands in `DriverRun.rusage`.
+    `env` adds to (or overrides) this process's environment.
     """
     wrapper = [str(RUSAGE_RUN)] if rusage else []
     out = subprocess.run(
@@ -85,6 +90,7 @@ def run_driver(
         text=True,
         errors="replace",
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
     run = DriverRun(returncode=out.returncode, stderr=out.stderr)
     for line in out.stdout.splitlines():

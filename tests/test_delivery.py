@@ -75,6 +75,23 @@ def test_results_come_in_input_order_with_every_field(scripted_server_factory):
     assert {m.data for m in server.wait_for_messages(8)} == {m.data for m in batch}
 
 
+def test_reply_text_is_utf8_with_bad_bytes_replaced(scripted_server_factory):
+    # Outcomes of one turn share one text arena: a non-ASCII reply there
+    # must not disturb the others' fields.
+    refusal = b"550 5.1.1 d\xc3\xa9j\xc3\xa0 \xff gone\r\n"
+    server = scripted_server_factory(
+        Script(rcpt=lambda rcpt, i: refusal if "bad" in rcpt else "250 2.1.5 Ok")
+    )
+    batch = messages(6, ("good@server.test", "bad@server.test"))
+    results = smtpstate.deliver(batch, "127.0.0.1", server.port, concurrency=2)
+    for result in results:
+        good, bad = result.recipients
+        assert (bad.code, bad.enhanced, bad.state) == (550, "5.1.1", "rcpt-to")
+        assert bad.text == "5.1.1 d\u00e9j\u00e0 \ufffd gone"
+        assert (good.code, good.enhanced, good.state) == (250, "2.0.0", "confirmation")
+        assert good.text.startswith("2.0.0 ") and good.text.isascii()
+
+
 def test_message_from_a_file_is_streamed_byte_exact(tmp_path, scripted_server_factory):
     path = tmp_path / "m.eml"
     path.write_bytes(b"Subject: file\n\n.dot\nbare lf\n")

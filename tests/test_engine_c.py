@@ -16,7 +16,7 @@ import pytest
 
 from canonical import canonical_body, wire_body
 from driver import run_driver
-from servers import CLOSE, SILENCE, Script
+from servers import CLOSE, CLOSE_AFTER, SILENCE, Script
 
 SENDER = "sender@client.test"
 RCPTS = ["r0@server.test", "r1@server.test", "r2@server.test"]
@@ -226,6 +226,27 @@ def test_421_on_idle_connection_moves_rest_of_batch_to_new_connection(
     assert "QUIT" not in sessions[0].verbs  # the server closed it
     by_id = {o["id"]: o["session"] for o in run.outcomes}
     assert by_id["1"] != by_id["2"] == by_id["3"]
+
+
+def test_close_after_a_reply_moves_rest_of_batch_to_new_connection(
+    tmp_path, c_build, scripted_server_factory
+):
+    # The server closes right after accepting the first message, with no
+    # 421: the next message must go to a new connection, not fail on this
+    # one.
+    first = Script(end_of_data=CLOSE_AFTER("250 2.0.0 Ok"))
+    server = scripted_server_factory(Script(), per_session={0: first})
+    files = [
+        str(message_file(tmp_path, MESSAGE.replace(b"hi", b"m%d" % i), f"{i}.eml"))
+        for i in range(3)
+    ]
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", RCPTS[0], "--concurrency", "1", *files
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * 3
+    sessions = server.wait_for_closed_sessions(2)
+    assert [len(s.messages) for s in sessions] == [1, 2]
+    assert [s.verbs.count("MAIL") for s in sessions] == [1, 2]
 
 
 def test_421_arriving_while_idle_requeues_work_handed_to_that_connection(
@@ -741,6 +762,26 @@ def test_pipelined_group_is_one_write(tmp_path, c_build, scripted_server_factory
     assert [pipelined[i] for i, v in enumerate(verbs) if v in ("RCPT", "DATA")] == [
         True, True, True, True
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [0, 7, 1234567])
+def test_mail_from_declares_the_size_when_offered(
+    size, tmp_path, c_build, scripted_server_factory
+):
+    server = scripted_server_factory(Script(ehlo_keywords=("SIZE 10240000",)))
+    data = b"x" * size
+    run = run_driver(
+        server.port,
+        "--from",
+        SENDER,
+        "--to",
+        RCPTS[0],
+        str(message_file(tmp_path, data)),
+    )
+    assert [o["result"] for o in run.outcomes] == ["delivered"]
+    (session,) = server.wait_for_closed_sessions(1)
+    mail = [c for c in session.commands if c.startswith(b"MAIL")]
+    assert mail == [f"MAIL FROM:<{SENDER}> SIZE={size}\r\n".encode()]
 
 
 def test_without_pipelining_one_command_at_a_time(

@@ -579,12 +579,12 @@ CLOSING_421 = [
 SLOW = [
     Case(
         "slow-reader",
-        "reads 16 KiB every 10 ms (SO_RCVBUF 16 KiB) through a 3 MiB body; "
+        "reads 16 KiB every 10 ms (SO_RCVBUF 16 KiB) through a 5 MiB body; "
         "body deadline 200 ms",
         Script(read_pace=(16384, 0.01)),
         (DELIVERED,),
         "9: the body deadline is inactivity, and the server keeps reading",
-        body_mib=3,
+        body_mib=5,
         server={"rcvbuf": 16384},
         timeouts_ms={"body": 200},
     ),
@@ -791,11 +791,12 @@ def tcp_max(name: str) -> int:
 
 
 def check_premise(case: Case) -> None:
-    """A fault meant to hit the body while the client writes it needs a
-    body larger than everything the kernels can buffer: else the client
-    may have handed over the whole body before the fault, and the outcome
+    """A fault meant to hit the body while the client writes it, or a body
+    deadline meant to fire while it does, needs a body larger than
+    everything the kernels can buffer: else the client may have handed
+    over the whole body before the fault or the deadline, and the outcome
     would be decided while awaiting the reply instead."""
-    if case.script.data_fault is None:
+    if case.script.data_fault is None and "body" not in case.timeouts_ms:
         return
     # The kernel doubles a SO_RCVBUF it is given; unset, it is autotuned.
     rcvbuf = 2 * case.server["rcvbuf"] if "rcvbuf" in case.server else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import itertools
 import os
 import re
@@ -81,12 +82,24 @@ class BounceClass(enum.IntEnum):
 
 
 _ADDRESS_FORBIDDEN = re.compile("[\x00-\x1f\x7f<>]")
+# isinstance() arguments built once: `a | b` makes a new union each call.
+_STRINGS = (str, bytes)
+_BYTES = (bytes, bytearray, memoryview)
+_PATHS = (str, os.PathLike)
+
+# Addresses that passed _check_address: a sender or recipient repeated
+# across a batch is checked once.  Bounded, so a stream of distinct
+# addresses costs a full check each and no memory.
+_CHECKED_ADDRESSES: set[str] = set()
+_CHECKED_MAX = 4096
 
 
 def _check_address(what: str, value: object) -> str:
     """The envelope rule the C engine applies, checked before anything is
     built: no control bytes or angle brackets, spaces only inside a quoted
     local part, at most 254 octets."""
+    if type(value) is str and value in _CHECKED_ADDRESSES:
+        return value
     if not isinstance(value, str):
         raise InvalidTypeError(
             f"{what} must be str, not {type(value).__name__} (rule: address)"
@@ -109,6 +122,8 @@ def _check_address(what: str, value: object) -> str:
         raise InvalidArgumentError(
             f"{what} is longer than 254 octets (rule: address, RFC 5321 4.5.3.1.3)"
         )
+    if value and len(_CHECKED_ADDRESSES) < _CHECKED_MAX and type(value) is str:
+        _CHECKED_ADDRESSES.add(value)
     return value
 
 
@@ -133,7 +148,7 @@ class Message:
 
     def __post_init__(self) -> None:
         _check_address("sender", self.sender)
-        if isinstance(self.recipients, str | bytes) or not isinstance(
+        if isinstance(self.recipients, _STRINGS) or not isinstance(
             self.recipients, Iterable
         ):
             raise InvalidTypeError(
@@ -148,16 +163,17 @@ class Message:
                 raise InvalidArgumentError("empty recipient (rule: address)")
         object.__setattr__(self, "recipients", recipients)
         data = self.data
-        if isinstance(data, str | os.PathLike):
-            path = os.fspath(data)
-            if not os.path.isfile(path) or not os.access(path, os.R_OK):
-                raise InvalidArgumentError(
-                    f"message file {path!r} is not a readable file (rule: body)"
-                )
-        elif not isinstance(data, bytes | bytearray | memoryview):
+        if isinstance(data, _BYTES):
+            return
+        if not isinstance(data, _PATHS):
             raise InvalidTypeError(
                 "message data must be bytes or a path to a readable file, not "
                 f"{type(data).__name__}"
+            )
+        path = os.fspath(data)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise InvalidArgumentError(
+                f"message file {path!r} is not a readable file (rule: body)"
             )
 
 
@@ -210,7 +226,10 @@ class MessageResult:
     @property
     def delivered(self) -> bool:
         """True when every recipient was delivered."""
-        return all(r.delivered for r in self.recipients)
+        for r in self.recipients:
+            if r.outcome is not Outcome.DELIVERED:
+                return False
+        return True
 
     @property
     def outcome(self) -> Outcome:
@@ -218,17 +237,48 @@ class MessageResult:
         return max(r.outcome for r in self.recipients)
 
 
+_OUTCOME_OF = {int(o): o for o in Outcome}
+_new = object.__new__
+
+
 def recipient_results(
     message: Message, rows: Sequence[Sequence[Any]]
 ) -> tuple[RecipientResult, ...]:
     """Results from rows of (outcome, code, enhanced, text, stage, state,
-    bounce class, error, session id), one per recipient in order."""
-    return tuple(
-        RecipientResult(rcpt, Outcome(kind), code, enhanced, text, stage, state,
-                        bounce, error, session)
-        for rcpt, (kind, code, enhanced, text, stage, state, bounce, error, session)
-        in zip(message.recipients, rows, strict=True)
-    )  # fmt: skip
+    bounce class, error, session id), one per recipient in order.
+
+    The frozen records are filled in directly rather than through their
+    generated ``__init__`` (one ``object.__setattr__`` per field): this
+    runs once per recipient sent."""
+    out = []
+    for rcpt, (kind, code, enhanced, text, stage, state, bounce, error, session) in zip(
+        message.recipients, rows, strict=True
+    ):
+        r = _new(RecipientResult)
+        d = r.__dict__
+        d["recipient"] = rcpt
+        d["outcome"] = _OUTCOME_OF[kind]
+        d["code"] = code
+        d["enhanced"] = enhanced
+        d["text"] = text
+        d["stage"] = stage
+        d["state"] = state
+        d["bounce_class"] = bounce
+        d["error"] = error
+        d["session_id"] = session
+        out.append(r)
+    return tuple(out)
+
+
+def message_result(
+    message: Message, recipients: tuple[RecipientResult, ...]
+) -> MessageResult:
+    """``MessageResult(message, recipients)``, filled in directly."""
+    r = _new(MessageResult)
+    d = r.__dict__
+    d["message"] = message
+    d["recipients"] = recipients
+    return r
 
 
 TIMEOUT_NAMES = {
@@ -261,11 +311,32 @@ class Settings:
     wire_trace: bool = False
 
 
+_EAGAIN = lib.SMTP_EAGAIN
+_COLUMNS = lib.SMTPSTATE_PY_OUTCOME_COLUMNS
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+@functools.cache
+def _error_name(code: int) -> str:
+    return ffi.string(lib.smtp_error_name(code)).decode()
+
+
 @dataclass(slots=True)
 class _InFlight:
+    """A message handed to C: its place in the input, its C record and the
+    buffers the record points into (held until its last outcome), and the
+    rows of its recipients' outcomes as they come."""
+
     index: int
     message: Message
-    keep: tuple[Any, ...]
+    id: int
+    cmsg: Any
+    sender: tuple[Any, Any]
+    recipients: tuple[Any, Any, Any]
+    data: Any
     results: list[Any]
     remaining: int
 
@@ -293,8 +364,12 @@ class _Engine:
             raise error_from_code(code, ffi.string(lib.smtp_last_error()).decode())
         _Engine.live += 1
         self._ids = itertools.count(1)
-        self._unsent: tuple[int, int, Any, Any] | None = None
+        self._unsent: _InFlight | None = None
         self._refused: list[tuple[int, Any]] = []
+        # The last envelope's C strings (_build): (sender, char[]) and
+        # (recipients, [char[]], char *[]).
+        self._sender: tuple[Any, Any] = (None, None)
+        self._recipients: tuple[Any, Any, Any] = (None, None, None)
         self.in_flight: dict[int, _InFlight] = {}
 
     def _build_config(self, s: Settings, with_events: bool) -> Any:
@@ -337,20 +412,17 @@ class _Engine:
 
         A message refused for backpressure keeps its C record for the
         retry, which comes with the same index."""
-        unsent = self._unsent
-        if unsent is not None and unsent[0] == index:
-            built = unsent
-        else:
-            built = self._build(index, message)
-        _, msg_id, cmsg, keep = built
-        rc = lib.smtp_scheduler_submit(self._sched, self.dest, cmsg)
-        if rc == lib.SMTP_EAGAIN:
-            self._unsent = built
+        flight = self._unsent
+        if flight is None or flight.index != index:
+            flight = self._build(index, message)
+        rc = lib.smtp_scheduler_submit(self._sched, self.dest, flight.cmsg)
+        if rc == _EAGAIN:
+            self._unsent = flight
             return False
         self._unsent = None
         if rc != 0:
             why = ffi.string(lib.smtp_last_error()).decode("utf-8", "replace")
-            if rc != lib.SMTP_EINVAL or not isinstance(message.data, str | os.PathLike):
+            if rc != lib.SMTP_EINVAL or not isinstance(message.data, _PATHS):
                 raise error_from_code(rc, why)
             # Message() found the file readable, so it went since: a local
             # condition of this message alone, which may pass (transient),
@@ -359,32 +431,39 @@ class _Engine:
                 (index, self._finish(message, self._local_rows(message, rc, why)))
             )
             return True
-        n = len(message.recipients)
-        self.in_flight[msg_id] = _InFlight(index, message, keep, [None] * n, n)
+        self.in_flight[flight.id] = flight
         return True
 
-    def _build(self, index: int, message: Message) -> tuple[int, int, Any, Any]:
-        """The C record of a message and the buffers it points into."""
+    def _build(self, index: int, message: Message) -> _InFlight:
+        """The C record of a message and the buffers it points into.
+
+        The C strings of the envelope are reused while messages repeat the
+        previous one's sender or recipients, as a batch usually does; each
+        record holds its own references, so they live until its outcome."""
         msg_id = next(self._ids)
         cmsg = ffi.new("smtp_message *")
-        sender = ffi.new("char[]", message.sender.encode())
-        rcpts = [ffi.new("char[]", r.encode()) for r in message.recipients]
-        rcpt_array = ffi.new("char *[]", rcpts)
-        cmsg.sender = sender
-        cmsg.recipients = rcpt_array
-        cmsg.nrecipients = len(rcpts)
+        if message.sender != self._sender[0]:
+            self._sender = (message.sender, ffi.new("char[]", message.sender.encode()))
+        recipients = message.recipients
+        if recipients != self._recipients[0]:
+            rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
+            self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
+        cmsg.sender = self._sender[1]
+        cmsg.recipients = self._recipients[2]
+        cmsg.nrecipients = n = len(recipients)
         cmsg.id = msg_id
-        keep: tuple[Any, ...]
-        if isinstance(message.data, str | os.PathLike):
-            path = ffi.new("char[]", os.fsencode(message.data))
-            cmsg.path = path
-            keep = (cmsg, sender, rcpts, rcpt_array, path)
-        else:
-            buf = ffi.from_buffer(message.data)
+        data = message.data
+        if isinstance(data, _BYTES):
+            buf = ffi.from_buffer(data)
             cmsg.data = buf
             cmsg.len = len(buf)
-            keep = (cmsg, sender, rcpts, rcpt_array, buf)
-        return index, msg_id, cmsg, keep
+        else:
+            buf = ffi.new("char[]", os.fsencode(data))
+            cmsg.path = buf
+        return _InFlight(
+            index, message, msg_id, cmsg, self._sender, self._recipients, buf,
+            [None] * n, n,
+        )  # fmt: skip
 
     @staticmethod
     def _local_rows(message: Message, rc: int, why: str) -> list[Any]:
@@ -416,43 +495,47 @@ class _Engine:
             raise SmtpStateError("out of memory while collecting outcomes")
         done, self._refused = self._refused, []
         text = ffi.unpack(c.text, c.text_len) if c.text_len else b""
-        for i in range(c.n_outcomes):
-            finished = self._record(c.outcomes[i], text)
-            if finished is not None:
-                done.append(finished)
+        if c.n_outcomes:
+            cells = ffi.unpack(c.outcomes, c.n_outcomes * _COLUMNS)
+            # Replies are ASCII as a rule: then the arena is decoded once
+            # and each string is a slice of it.
+            arena = text.decode("ascii") if text.isascii() else None
+            in_flight = self.in_flight
+            for at in range(0, len(cells), _COLUMNS):
+                (message_id, rcpt, kind, code, enh_at, enh_len, text_at, text_len,
+                 stage, state_at, state_len, bounce, error, session) = (
+                    cells[at : at + _COLUMNS]
+                )  # fmt: skip
+                if arena is not None:
+                    enhanced = arena[enh_at : enh_at + enh_len]
+                    reply = arena[text_at : text_at + text_len]
+                    state = arena[state_at : state_at + state_len]
+                else:
+                    enhanced = _utf8(text[enh_at : enh_at + enh_len])
+                    reply = _utf8(text[text_at : text_at + text_len])
+                    state = _utf8(text[state_at : state_at + state_len])
+                # The fields in RecipientResult's order after the recipient,
+                # as plain values: a worker process sends them as they are.
+                row = (kind, code, enhanced, reply, stage, state, bounce,
+                       _error_name(error) if error else None, session)  # fmt: skip
+                flight = in_flight[message_id]
+                flight.results[rcpt] = row
+                flight.remaining -= 1
+                if not flight.remaining:
+                    del in_flight[message_id]
+                    done.append(
+                        (flight.index, self._finish(flight.message, flight.results))
+                    )
         if c.n_events and self._event_sink is not None:
             self._event_sink.emit_batch(c.events, c.n_events, text)
         lib.smtpstate_py_collector_reset(c)
         return done
 
-    def _record(self, o: Any, text: bytes) -> tuple[int, Any] | None:
-        flight = self.in_flight[o.message_id]
-        rcpt = int(o.rcpt)
-        body = text[o.text_at : o.text_at + o.text_len]
-        # The fields in RecipientResult's order after the recipient, as
-        # plain values: a worker process sends them as they are.
-        row = (
-            int(o.kind),
-            int(o.code),
-            ffi.string(o.enhanced).decode("ascii", "replace"),
-            body.decode("utf-8", "replace"),
-            int(o.stage),
-            ffi.string(o.state).decode("utf-8", "replace"),
-            int(o.bounce_class),
-            ffi.string(lib.smtp_error_name(o.error)).decode() if o.error else None,
-            int(o.session_id),
-        )
-        flight.results[rcpt] = row
-        flight.remaining -= 1
-        if flight.remaining:
-            return None
-        del self.in_flight[o.message_id]
-        return flight.index, self._finish(flight.message, flight.results)
-
     @staticmethod
     def _finish(message: Message, rows: list[Any]) -> Any:
-        """A message's result from its recipients' rows."""
-        return MessageResult(message, recipient_results(message, rows))
+        """A message's result from its recipients' rows (each recipient's
+        row is in by now; a worker's engine returns the rows instead)."""
+        return message_result(message, recipient_results(message, rows))
 
     @property
     def open(self) -> bool:

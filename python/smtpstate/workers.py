@@ -76,6 +76,7 @@ from .delivery import (
     RecipientResult,
     Settings,
     _Engine,
+    message_result,
     recipient_results,
 )
 from .errors import (
@@ -327,7 +328,7 @@ class _Pool:
                 worker.taken.remove(index)
                 message = self.items[index]
                 results = recipient_results(message, rows)
-                done.append((index, MessageResult(message, results)))
+                done.append((index, message_result(message, results)))
             if self.sink is not None:
                 for info, fields in events:
                     self.sink.emit(info, fields)

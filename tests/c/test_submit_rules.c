@@ -106,6 +106,7 @@ static void refused(smtp_scheduler *sched, int port, const struct case_ *c)
 int main(void)
 {
     static char long_addr[300];
+    static char longest_addr[300];
     char dir[] = "/tmp/submit-rules-XXXXXX";
     char fifo[64];
     int port;
@@ -115,6 +116,8 @@ int main(void)
 
     memset(long_addr, 'a', 250);
     memcpy(long_addr + 250, "@b.cc", 6); /* 255 octets */
+    memset(longest_addr, 'a', 249);
+    memcpy(longest_addr + 249, "@b.cc", 6); /* 254 octets: allowed */
     if (mkdtemp(dir) == NULL)
         return 2;
     snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
@@ -134,6 +137,10 @@ int main(void)
          .sender = "s@x", .rcpt = "<r@x>", .nrcpt = 2},
         {.what = "space outside quotes", .rule = "rule: address",
          .sender = "s@x", .rcpt = "r x@y", .nrcpt = 2},
+        {.what = "unclosed quote", .rule = "rule: address",
+         .sender = "s@x", .rcpt = "\"r x@y", .nrcpt = 2},
+        {.what = "DEL in sender", .rule = "rule: address",
+         .sender = "s\x7f@x", .rcpt = "r@x", .nrcpt = 2},
         {.what = "address over 254 octets", .rule = "rule: address",
          .sender = "s@x", .rcpt = long_addr, .nrcpt = 2},
         {.what = "empty recipient", .rule = "rule: address",
@@ -185,9 +192,9 @@ int main(void)
 
     /* The same scheduler still takes good work, and that does connect. */
     {
-        const char *rcpts[] = {"r@x"};
+        const char *rcpts[] = {"r@x", longest_addr, "\"r x\"@y.z"};
         smtp_destination dest = {"127.0.0.1", port, NULL, NULL};
-        smtp_message msg = {"s@x", rcpts, 1, "x\r\n", 3, NULL, 2, NULL};
+        smtp_message msg = {"s@x", rcpts, 3, "x\r\n", 3, NULL, 2, NULL};
         CHECK(smtp_scheduler_submit(sched, &dest, &msg) == 0);
         for (int i = 0; i < 50 && smtp_scheduler_connections(sched) == 0;
              i++)
@@ -196,7 +203,7 @@ int main(void)
         CHECK(accepted(listener) == 1);
     }
     smtp_scheduler_free(sched); /* settles the good message transiently */
-    CHECK(outcomes == 1);
+    CHECK(outcomes == 3);
     close(listener);
     unlink(fifo);
     rmdir(dir);

@@ -25,6 +25,7 @@
 #define SHORT_INPUT 64         /* split at every point up to this length */
 #define RANDOM_INPUTS 3000
 #define RANDOM_MAX_LEN 64
+#define RANDOM_LINE_INPUTS 300
 #define BIG_BODY (2u * 1024 * 1024)
 #define BYTES(s) s, sizeof(s) - 1
 
@@ -608,6 +609,40 @@ static void check_random_inputs(void)
     }
 }
 
+/* Lines long enough for the encoder's 16-octet scan, mostly ended by
+ * CRLF (its whole-line path), now and then by a bare CR or LF, opened by
+ * a ".", or cut off at the end of the input. */
+static void check_random_lines(void)
+{
+    static const char *const ends[] = {"\r\n", "\r\n", "\r\n", "\n",
+                                       "\r", ""};
+    char label[32];
+
+    for (int k = 0; k < RANDOM_LINE_INPUTS; k++) {
+        struct buf in = {0};
+        struct buf model = {0};
+        size_t lines = 1 + rng_next() % 40;
+
+        for (size_t l = 0; l < lines; l++) {
+            size_t n = rng_next() % 100;
+            const char *end = ends[rng_next() % 6];
+
+            for (size_t i = 0; i < n; i++) {
+                char ch = rng_next() % 8 == 0 ? random_octet() : 'w';
+                if (i == 0 && rng_next() % 6 == 0)
+                    ch = '.';
+                buf_put(&in, &ch, 1);
+            }
+            buf_put(&in, end, strlen(end));
+        }
+        snprintf(label, sizeof(label), "random lines #%d", k);
+        model_wire(in.data, in.len, 0, &model);
+        check_all_feeds(label, in.data, in.len, 0, model.data, model.len);
+        buf_free(&in);
+        buf_free(&model);
+    }
+}
+
 /* ---- single calls ---- */
 
 /* A CR ending a chunk is consumed but not written until the next byte
@@ -661,6 +696,7 @@ int main(void)
     check_big_body(0, "2 MiB body");
     check_big_body(76, "2 MiB body, fold at 76");
     check_random_inputs();
+    check_random_lines();
     check_held_cr();
     check_empty_calls();
     CTEST_END();

@@ -94,8 +94,8 @@ SPECS = [
         c("nul-and-non-utf8"),
         (
             reply(
-                "        if (buf[i] == '\\0')\n",
-                "        if (0 && buf[i] == '\\0')\n",
+                "        *nul = '?';\n",
+                "        *nul = '\\0';\n",
             ),
         ),
     ),
@@ -231,8 +231,8 @@ SPECS = [
         (
             Edit(
                 "csrc/connection.c",
-                "    if (c->rstart < c->rend)\n        return SMTP_EPROTO;\n",
-                "    if (0 && c->rstart < c->rend)\n        return SMTP_EPROTO;\n",
+                "    if (c->rstart < c->rend)\n        return smtp__fail(",
+                "    if (0 && c->rstart < c->rend)\n        return smtp__fail(",
             ),
         ),
     ),
@@ -516,8 +516,9 @@ SPECS = [
         (
             Edit(
                 "csrc/client_body.c",
-                "        if (left >= c->txn.body_unacked)\n",
-                "        if (1 || left >= c->txn.body_unacked)\n",
+                "        if (c->txn.body_looked && left >= c->txn.body_unacked)\n",
+                "        if (1 || (c->txn.body_looked &&\n"
+                "                  left >= c->txn.body_unacked))\n",
             ),
         ),
     ),
@@ -529,8 +530,9 @@ SPECS = [
         (
             Edit(
                 "csrc/client_body.c",
-                "        if (left >= c->txn.body_unacked)\n",
-                "        if (0 && left >= c->txn.body_unacked)\n",
+                "        if (c->txn.body_looked && left >= c->txn.body_unacked)\n",
+                "        if (0 && c->txn.body_looked &&\n"
+                "            left >= c->txn.body_unacked)\n",
             ),
         ),
     ),
@@ -542,7 +544,7 @@ SPECS = [
         (
             Edit(
                 "csrc/scheduler.c",
-                "if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')",
+                "if (ch < 0x20 || ch == '<' || ch == '>')",
                 "if (ch == '<' || ch == '>')",
             ),
         ),
@@ -624,8 +626,9 @@ SPECS = [
         (
             Edit(
                 "python/smtpstate/delivery.py",
-                "elif not isinstance(data, bytes | bytearray | memoryview):",
-                "elif False:",
+                "        if not isinstance(data, _PATHS):\n            raise",
+                "        if not isinstance(data, _PATHS):\n            return\n"
+                "            raise",
             ),
         ),
         build="full",
