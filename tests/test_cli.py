@@ -14,7 +14,7 @@ import pytest
 import smtpstate.cli
 import smtpstate.envelope
 from canonical import canonical_body
-from driver import parse_line
+from driver import SANITIZERS, parse_line
 from servers import Script
 
 SAMPLES = pathlib.Path(smtpstate.cli.__file__).parent / "samples"
@@ -355,7 +355,8 @@ def test_dash_t_streams_a_large_file(bcc, tmp_path, c_build, scripted_server_fac
     )
     (rusage,) = [x for x in out.stderr.splitlines() if x.startswith("rusage ")]
     peak = int(parse_line(rusage)["maxrss_kib"]) * 1024
-    assert peak < BIG / 2, f"peak RSS {peak >> 20} MiB for a {BIG >> 20} MiB file"
+    if not SANITIZERS:  # ASan's shadow memory and quarantine are no measure
+        assert peak < BIG / 2, f"peak RSS {peak >> 20} MiB for a {BIG >> 20} MiB file"
     assert list(spool.iterdir()) == []  # the copy without Bcc is removed
 
 
