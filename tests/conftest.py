@@ -66,6 +66,21 @@ def noop():
     return _noop
 
 
+@pytest.fixture
+def registered():
+    """Registers states for one test and removes them afterwards."""
+    ids: list[int] = []
+
+    def register(state: smtpstate.SmtpState, after: int) -> int:
+        state_id = smtpstate.register_smtp_client_state(state, after)
+        ids.append(state_id)
+        return state_id
+
+    yield register
+    for state_id in reversed(ids):
+        smtpstate.smtp_unregister_client_state(state_id)
+
+
 @pytest.fixture(scope="session")
 def c_build() -> pathlib.Path:
     """The C library, driver and test programs, built once per session."""

@@ -29,21 +29,6 @@ def messages(n: int, rcpts: tuple[str, ...] = ("rcpt@server.test",)):
     ]
 
 
-@pytest.fixture
-def registered():
-    """Registers states for one test and removes them afterwards."""
-    ids: list[int] = []
-
-    def register(state: SmtpState, after: int) -> int:
-        state_id = smtpstate.register_smtp_client_state(state, after)
-        ids.append(state_id)
-        return state_id
-
-    yield register
-    for state_id in reversed(ids):
-        smtpstate.smtp_unregister_client_state(state_id)
-
-
 @pytest.mark.parametrize("where", ["setup", "callback"])
 def test_state_jumping_to_quit_settles_every_recipient_at_once(
     where, scripted_server_factory, registered
