@@ -18,6 +18,11 @@ C = "tests/test_hostile.py::test_hostile_server_through_the_c_driver"
 PY = "tests/test_hostile.py::test_hostile_server_through_python"
 
 
+def node(file: str, test: str) -> str:
+    """The pytest node id of `test` in tests/`file`."""
+    return f"tests/{file}::{test}"
+
+
 def c(*cases: str) -> tuple[str, ...]:
     """The C-driver test of each case."""
     return tuple(f"{C}[{case}]" for case in cases)
@@ -606,7 +611,10 @@ SPECS = [
         "py-empty-recipients",
         "Message() accepts an empty recipient list",
         (
-            "tests/test_delivery.py::test_bad_envelope_is_refused_before_anything_is_sent",
+            node(
+                "test_delivery.py",
+                "test_bad_envelope_is_refused_before_anything_is_sent",
+            ),
         ),
         (
             Edit(
@@ -621,7 +629,10 @@ SPECS = [
         "py-message-data-type",
         "Message() accepts data that is neither bytes nor a readable file",
         (
-            "tests/test_delivery.py::test_message_that_is_not_bytes_or_a_readable_file_is_refused",
+            node(
+                "test_delivery.py",
+                "test_message_that_is_not_bytes_or_a_readable_file_is_refused",
+            ),
         ),
         (
             Edit(
@@ -637,7 +648,10 @@ SPECS = [
         "state-missing-callback",
         "a state without a callback is registered",
         (
-            "tests/test_state_table.py::test_missing_callback_is_refused_and_changes_nothing",
+            node(
+                "test_state_table.py",
+                "test_missing_callback_is_refused_and_changes_nothing",
+            ),
             "tests/test_c_programs.py::test_c_program_passes[test_state_table]",
         ),
         (
@@ -666,7 +680,10 @@ SPECS = [
         "state-unknown-insert-after",
         "insert_after naming no registered state is accepted",
         (
-            "tests/test_state_table.py::test_unknown_insert_after_is_refused_and_changes_nothing",
+            node(
+                "test_state_table.py",
+                "test_unknown_insert_after_is_refused_and_changes_nothing",
+            ),
         ),
         (
             Edit(
@@ -681,7 +698,10 @@ SPECS = [
         "owner-thread",
         "any thread may register states and run deliveries",
         (
-            "tests/test_state_table.py::test_registration_from_another_thread_is_refused",
+            node(
+                "test_state_table.py",
+                "test_registration_from_another_thread_is_refused",
+            ),
             "tests/test_delivery.py::test_delivery_from_another_thread_is_refused",
         ),
         (
@@ -698,7 +718,10 @@ SPECS = [
         "an exception from a Python state is swallowed instead of failing its "
         "connection",
         (
-            "tests/test_delivery.py::test_exception_fails_only_its_connection_and_others_go_on",
+            node(
+                "test_delivery.py",
+                "test_exception_fails_only_its_connection_and_others_go_on",
+            ),
         ),
         (
             Edit(
