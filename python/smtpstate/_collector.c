@@ -51,8 +51,54 @@ struct smtpstate_py_collector {
     char *text;
     size_t text_len, text_cap;
     int failed;
+    /* The message records smtpstate_py_submit fills (private to C). */
+    void *records_free, *records_done, *record_chunks;
+    uint64_t last_id;
 };
 /* cdef-end */
+
+/* A message's record as the engine holds it, and how many of its
+ * recipients' outcomes are still to come.  Records come from chunks and
+ * go back to the free list once Python has read the last outcome, so
+ * submitting allocates nothing in the steady state. */
+struct py_record {
+    smtp_message msg; /* first: an outcome's message is its record */
+    size_t due;
+    struct py_record *next;
+};
+
+#define PY_RECORDS_PER_CHUNK 256
+
+struct py_record_chunk {
+    struct py_record_chunk *next;
+    struct py_record records[PY_RECORDS_PER_CHUNK];
+};
+
+static struct py_record *record_take(struct smtpstate_py_collector *c)
+{
+    struct py_record *r = c->records_free;
+
+    if (r == NULL) {
+        struct py_record_chunk *chunk = malloc(sizeof(*chunk));
+        if (chunk == NULL)
+            return NULL;
+        chunk->next = c->record_chunks;
+        c->record_chunks = chunk;
+        for (size_t i = 0; i < PY_RECORDS_PER_CHUNK; i++) {
+            chunk->records[i].next = r;
+            r = &chunk->records[i];
+        }
+    }
+    c->records_free = r->next;
+    return r;
+}
+
+static void record_give_back(struct smtpstate_py_collector *c,
+                             struct py_record *r)
+{
+    r->next = c->records_free;
+    c->records_free = r;
+}
 
 static int collector_grow(void **items, size_t *cap, size_t need,
                           size_t size)
@@ -106,10 +152,57 @@ static int collector_column(struct smtpstate_py_collector *c, int64_t *row,
     return 0;
 }
 
+/*
+ * Fills a record from the collector's pool and submits it.  Returns the
+ * message's id (1 and up, echoed in its outcomes' rows), or the negative
+ * SMTP_E* code of smtp_scheduler_submit (the record goes back; nothing
+ * was queued), or SMTP_ENOMEM.  The caller keeps every pointer valid
+ * until the message's last outcome row is read.
+ */
+static int64_t smtpstate_py_submit(struct smtpstate_py_collector *c,
+                                   smtp_scheduler *sched,
+                                   const smtp_destination *dest,
+                                   const char *sender,
+                                   const char *const *recipients,
+                                   size_t nrecipients, const char *data,
+                                   size_t len, const char *path)
+{
+    struct py_record *r = record_take(c);
+
+    if (r == NULL)
+        return SMTP_ENOMEM;
+    r->msg = (smtp_message){
+        .sender = sender,
+        .recipients = recipients,
+        .nrecipients = nrecipients,
+        .data = data,
+        .len = len,
+        .path = path,
+        .id = c->last_id + 1,
+    };
+    r->due = nrecipients;
+
+    int rc = smtp_scheduler_submit(sched, dest, &r->msg);
+    if (rc != 0) {
+        record_give_back(c, r);
+        return rc;
+    }
+    c->last_id++;
+    return (int64_t)r->msg.id;
+}
+
 static void smtpstate_py_on_outcome(const smtp_outcome *o, void *arg)
 {
     struct smtpstate_py_collector *c = arg;
     int64_t *row;
+
+    /* Every message of this collector's scheduler came through
+     * smtpstate_py_submit, so its record holds it. */
+    struct py_record *r = (struct py_record *)(void *)o->message;
+    if (--r->due == 0) {
+        r->next = c->records_done;
+        c->records_done = r;
+    }
 
     if (collector_grow((void **)&c->outcomes, &c->cap_outcomes,
                        c->n_outcomes + 1,
@@ -166,15 +259,86 @@ static void smtpstate_py_on_event(const smtp_event *e, void *arg)
     c->n_events++;
 }
 
+/* Set by a Python state that caught an interrupt (KeyboardInterrupt,
+ * SystemExit): the turns below stop so Python can raise it.  The loop and
+ * its states run on the owner thread only, so no other thread touches it. */
+static int py_stop_requested;
+
+static void smtpstate_py_request_stop(void)
+{
+    py_stop_requested = 1;
+}
+
+/* The collector's text above this makes Python read it before the next
+ * turn: a wire trace can add a whole body per turn. */
+#define PY_TEXT_HIGH_WATER (1u << 20)
+
+/* The longest a turn after the first may wait.  A signal that arrives
+ * while a turn is busy, not waiting, interrupts no wait: Python sees it
+ * when these turns return, so this bounds how late Ctrl-C can be. */
+#define PY_LATER_WAIT_MS 50
+
+/*
+ * Runs turns of the loop so that Python is entered once per batch of
+ * outcomes rather than once per turn: the first turn waits up to
+ * timeout_ms, later ones up to PY_LATER_WAIT_MS.  Stops after a turn when
+ * the collector holds `want` outcomes or events (0: after one turn) or
+ * much text, when no more than `refill_at` messages are unsettled (the
+ * caller has more to submit), when a turn handled nothing (a timeout or a
+ * signal), or when a Python state caught an interrupt.  Returns the
+ * connections handled, or the first negative SMTP_E* code.
+ */
+static int smtpstate_py_run(smtp_scheduler *sched,
+                            struct smtpstate_py_collector *c, int timeout_ms,
+                            size_t want, size_t refill_at)
+{
+    int wait = timeout_ms;
+    int handled = 0;
+
+    py_stop_requested = 0;
+    for (;;) {
+        int rc = smtp_scheduler_run_once(sched, wait);
+
+        if (rc < 0)
+            return rc;
+        handled += rc;
+        if (rc == 0 || py_stop_requested || c->failed ||
+            c->n_outcomes >= want || c->n_events >= want ||
+            c->text_len >= PY_TEXT_HIGH_WATER ||
+            smtp_scheduler_pending(sched) <= refill_at)
+            return handled;
+        if (wait < 0 || wait > PY_LATER_WAIT_MS)
+            wait = PY_LATER_WAIT_MS;
+    }
+}
+
+/* Python has read every row: the records of the messages settled since
+ * the last reset can be reused. */
 static void smtpstate_py_collector_reset(struct smtpstate_py_collector *c)
 {
+    struct py_record *r = c->records_done;
+
+    while (r != NULL) {
+        struct py_record *next = r->next;
+        record_give_back(c, r);
+        r = next;
+    }
+    c->records_done = NULL;
     c->n_outcomes = 0;
     c->n_events = 0;
     c->text_len = 0;
 }
 
+/* After smtp_scheduler_free: no record is in the engine's hands. */
 static void smtpstate_py_collector_free(struct smtpstate_py_collector *c)
 {
+    struct py_record_chunk *chunk = c->record_chunks;
+
+    while (chunk != NULL) {
+        struct py_record_chunk *next = chunk->next;
+        free(chunk);
+        chunk = next;
+    }
     free(c->outcomes);
     free(c->events);
     free(c->text);

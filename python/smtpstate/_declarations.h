@@ -325,6 +325,14 @@ void smtpstate_py_on_outcome(const smtp_outcome *o, void *arg);
 void smtpstate_py_on_event(const smtp_event *e, void *arg);
 void smtpstate_py_collector_reset(struct smtpstate_py_collector *c);
 void smtpstate_py_collector_free(struct smtpstate_py_collector *c);
+void smtpstate_py_request_stop(void);
+int64_t smtpstate_py_submit(struct smtpstate_py_collector *c,
+                            smtp_scheduler *sched, const smtp_destination *dest,
+                            const char *sender, const char *const *recipients,
+                            size_t nrecipients, const char *data, size_t len,
+                            const char *path);
+int smtpstate_py_run(smtp_scheduler *sched, struct smtpstate_py_collector *c,
+                     int timeout_ms, size_t want, size_t refill_at);
 
 /* The C entry points of Python states (smtpstate/states.py). */
 extern "Python" int _py_state_callback(delivery_construct *, Event *,

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import itertools
 import os
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import events as _events
@@ -148,22 +147,22 @@ class Message:
 
     def __post_init__(self) -> None:
         _check_address("sender", self.sender)
-        if isinstance(self.recipients, _STRINGS) or not isinstance(
-            self.recipients, Iterable
-        ):
-            raise InvalidTypeError(
-                "recipients must be a sequence of str, not "
-                f"{type(self.recipients).__name__} (rule: recipients)"
-            )
-        recipients = tuple(self.recipients)
+        recipients = self.recipients
+        if type(recipients) is not tuple:
+            if isinstance(recipients, _STRINGS) or not isinstance(recipients, Iterable):
+                raise InvalidTypeError(
+                    "recipients must be a sequence of str, not "
+                    f"{type(recipients).__name__} (rule: recipients)"
+                )
+            recipients = tuple(recipients)
+            object.__setattr__(self, "recipients", recipients)
         if not recipients:
             raise InvalidArgumentError("no recipients (rule: at least one recipient)")
         for rcpt in recipients:
             if not _check_address("recipient", rcpt):
                 raise InvalidArgumentError("empty recipient (rule: address)")
-        object.__setattr__(self, "recipients", recipients)
         data = self.data
-        if isinstance(data, _BYTES):
+        if type(data) is bytes or isinstance(data, _BYTES):
             return
         if not isinstance(data, _PATHS):
             raise InvalidTypeError(
@@ -216,16 +215,42 @@ class RecipientResult:
             return f"custom stage {self.stage}"
 
 
-@dataclass(frozen=True)
 class MessageResult:
-    """A message's results, one per recipient in the message's order."""
+    """A message's results, one per recipient in the message's order.
 
+    Frozen, like the other records.  ``recipients`` is made from the
+    engine's outcome rows the first time it is read, so a caller that only
+    asks ``delivered`` or ``outcome`` (most of a bulk run) creates no
+    per-recipient objects, and a kept result is one object for the cyclic
+    garbage collector to walk instead of five.
+    """
+
+    __slots__ = ("message", "_rows", "_recipients")
     message: Message
-    recipients: tuple[RecipientResult, ...]
+
+    def __init__(self, message: Message, recipients: Iterable[RecipientResult]) -> None:
+        _set_message(self, message)
+        _set_rows(self, None)
+        _set_recipients(self, tuple(recipients))
+
+    @property
+    def recipients(self) -> tuple[RecipientResult, ...]:
+        """One :class:`RecipientResult` per recipient, in the message's order."""
+        made: tuple[RecipientResult, ...] | None = self._recipients
+        if made is None:
+            made = recipient_results(self.message, self._rows)
+            _set_recipients(self, made)
+        return made
 
     @property
     def delivered(self) -> bool:
         """True when every recipient was delivered."""
+        rows = self._rows
+        if rows is not None:
+            for row in rows:
+                if row[0] != _DELIVERED:
+                    return False
+            return True
         for r in self.recipients:
             if r.outcome is not Outcome.DELIVERED:
                 return False
@@ -234,10 +259,40 @@ class MessageResult:
     @property
     def outcome(self) -> Outcome:
         """The worst outcome among the recipients."""
+        rows = self._rows
+        if rows is not None:
+            return _OUTCOME_OF[max(row[0] for row in rows)]
         return max(r.outcome for r in self.recipients)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, MessageResult)
+        return (self.message, self.recipients) == (other.message, other.recipients)
+
+    def __hash__(self) -> int:
+        return hash((self.message, self.recipients))
+
+    def __repr__(self) -> str:
+        return (
+            f"MessageResult(message={self.message!r}, recipients={self.recipients!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MessageResult, (self.message, self.recipients))
+
+
+_set_message = MessageResult.message.__set__  # type: ignore[attr-defined]
+_set_rows = MessageResult._rows.__set__  # type: ignore[attr-defined]
+_set_recipients = MessageResult._recipients.__set__  # type: ignore[attr-defined]
 _OUTCOME_OF = {int(o): o for o in Outcome}
+_DELIVERED = int(Outcome.DELIVERED)
 _new = object.__new__
 
 
@@ -248,8 +303,7 @@ def recipient_results(
     bounce class, error, session id), one per recipient in order.
 
     The frozen records are filled in directly rather than through their
-    generated ``__init__`` (one ``object.__setattr__`` per field): this
-    runs once per recipient sent."""
+    generated ``__init__`` (one ``object.__setattr__`` per field)."""
     out = []
     for rcpt, (kind, code, enhanced, text, stage, state, bounce, error, session) in zip(
         message.recipients, rows, strict=True
@@ -271,13 +325,15 @@ def recipient_results(
 
 
 def message_result(
-    message: Message, recipients: tuple[RecipientResult, ...]
+    message: Message, rows: tuple[tuple[Any, ...], ...]
 ) -> MessageResult:
-    """``MessageResult(message, recipients)``, filled in directly."""
+    """The result of ``message`` from its recipients' outcome rows (as
+    :func:`recipient_results` takes them), which must be plain tuples of
+    plain values: they are kept as they are until ``recipients`` is read."""
     r = _new(MessageResult)
-    d = r.__dict__
-    d["message"] = message
-    d["recipients"] = recipients
+    _set_message(r, message)
+    _set_rows(r, rows)
+    _set_recipients(r, None)
     return r
 
 
@@ -312,6 +368,10 @@ class Settings:
 
 
 _EAGAIN = lib.SMTP_EAGAIN
+# Outcomes gathered in C before Python converts them: few enough that the
+# results stream and the collector stays small, enough that entering
+# Python costs little per message.
+_BATCH = 256
 _COLUMNS = lib.SMTPSTATE_PY_OUTCOME_COLUMNS
 
 
@@ -324,21 +384,12 @@ def _error_name(code: int) -> str:
     return ffi.string(lib.smtp_error_name(code)).decode()
 
 
-@dataclass(slots=True)
-class _InFlight:
-    """A message handed to C: its place in the input, its C record and the
-    buffers the record points into (held until its last outcome), and the
-    rows of its recipients' outcomes as they come."""
-
-    index: int
-    message: Message
-    id: int
-    cmsg: Any
-    sender: tuple[Any, Any]
-    recipients: tuple[Any, Any, Any]
-    data: Any
-    results: list[Any]
-    remaining: int
+# A message handed to C is a list: [its place in the input, the Message,
+# what its C record points into (envelope strings and body buffer: held
+# until its last outcome), its recipients' outcome rows as they come (None
+# for one recipient, whose one outcome settles it), outcomes still due].
+# A list, not a record class: one is made per message sent.
+_INDEX, _MESSAGE, _KEEP, _ROWS, _DUE = range(5)
 
 
 class _Engine:
@@ -363,14 +414,12 @@ class _Engine:
             code = lib.smtp_last_error_code()
             raise error_from_code(code, ffi.string(lib.smtp_last_error()).decode())
         _Engine.live += 1
-        self._ids = itertools.count(1)
-        self._unsent: _InFlight | None = None
         self._refused: list[tuple[int, Any]] = []
         # The last envelope's C strings (_build): (sender, char[]) and
         # (recipients, [char[]], char *[]).
         self._sender: tuple[Any, Any] = (None, None)
         self._recipients: tuple[Any, Any, Any] = (None, None, None)
-        self.in_flight: dict[int, _InFlight] = {}
+        self.in_flight: dict[int, list[Any]] = {}
 
     def _build_config(self, s: Settings, with_events: bool) -> Any:
         cfg = ffi.new("smtp_config *")
@@ -408,78 +457,72 @@ class _Engine:
         return tuple(keep)
 
     def submit(self, index: int, message: Message) -> bool:
-        """Hands a message to C; False when the queue is full.
-
-        A message refused for backpressure keeps its C record for the
-        retry, which comes with the same index."""
-        flight = self._unsent
-        if flight is None or flight.index != index:
-            flight = self._build(index, message)
-        rc = lib.smtp_scheduler_submit(self._sched, self.dest, flight.cmsg)
-        if rc == _EAGAIN:
-            self._unsent = flight
-            return False
-        self._unsent = None
-        if rc != 0:
-            why = ffi.string(lib.smtp_last_error()).decode("utf-8", "replace")
-            if rc != lib.SMTP_EINVAL or not isinstance(message.data, _PATHS):
-                raise error_from_code(rc, why)
-            # Message() found the file readable, so it went since: a local
-            # condition of this message alone, which may pass (transient),
-            # and the others' results must not be lost to an exception.
-            self._refused.append(
-                (index, self._finish(message, self._local_rows(message, rc, why)))
-            )
-            return True
-        self.in_flight[flight.id] = flight
-        return True
-
-    def _build(self, index: int, message: Message) -> _InFlight:
-        """The C record of a message and the buffers it points into.
-
-        The C strings of the envelope are reused while messages repeat the
-        previous one's sender or recipients, as a batch usually does; each
-        record holds its own references, so they live until its outcome."""
-        msg_id = next(self._ids)
-        cmsg = ffi.new("smtp_message *")
+        """Hands a message to C; False when the queue is full (nothing was
+        queued: submit it again after a step)."""
         if message.sender != self._sender[0]:
             self._sender = (message.sender, ffi.new("char[]", message.sender.encode()))
         recipients = message.recipients
         if recipients != self._recipients[0]:
             rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
             self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
-        cmsg.sender = self._sender[1]
-        cmsg.recipients = self._recipients[2]
-        cmsg.nrecipients = n = len(recipients)
-        cmsg.id = msg_id
         data = message.data
-        if isinstance(data, _BYTES):
-            buf = ffi.from_buffer(data)
-            cmsg.data = buf
-            cmsg.len = len(buf)
+        if type(data) is bytes or isinstance(data, _BYTES):
+            buf = body = ffi.from_buffer(data)
+            size = len(buf)
+            path = ffi.NULL
         else:
-            buf = ffi.new("char[]", os.fsencode(data))
-            cmsg.path = buf
-        return _InFlight(
-            index, message, msg_id, cmsg, self._sender, self._recipients, buf,
-            [None] * n, n,
+            buf = path = ffi.new("char[]", os.fsencode(data))
+            body = ffi.NULL
+            size = 0
+        n = len(recipients)
+        msg_id = lib.smtpstate_py_submit(
+            self._collector, self._sched, self.dest, self._sender[1],
+            self._recipients[2], n, body, size, path,
         )  # fmt: skip
+        if msg_id > 0:
+            # What C points into is held until the message's last outcome.
+            keep = (self._sender, self._recipients, buf)
+            self.in_flight[msg_id] = [
+                index, message, keep, [None] * n if n > 1 else None, n
+            ]  # fmt: skip
+            return True
+        if msg_id == _EAGAIN:
+            return False
+        why = ffi.string(lib.smtp_last_error()).decode("utf-8", "replace")
+        if msg_id != lib.SMTP_EINVAL or not isinstance(data, _PATHS):
+            raise error_from_code(msg_id, why)
+        # Message() found the file readable, so it went since: a local
+        # condition of this message alone, which may pass (transient), and
+        # the others' results must not be lost to an exception.
+        self._refused.append(
+            (index, self._finish(message, self._local_rows(message, msg_id, why)))
+        )
+        return True
 
     @staticmethod
-    def _local_rows(message: Message, rc: int, why: str) -> list[Any]:
+    def _local_rows(message: Message, rc: int, why: str) -> tuple[Any, ...]:
         """Rows for a message settled here, before any connection: every
         recipient transient, with the error's name and reason."""
         name = ffi.string(lib.smtp_error_name(rc)).decode()
         row = (int(Outcome.TRANSIENT), 0, "", why, int(Stage.NOT_CONNECTED), "",
                int(BounceClass.UNDETERMINED), name, 0)  # fmt: skip
-        return [row] * len(message.recipients)
+        return (row,) * len(message.recipients)
 
-    def step(self, timeout_ms: int) -> list[tuple[int, MessageResult]]:
-        """One turn of the C loop; the messages that completed in it.  An
-        interrupt a Python state raised during the turn is raised here."""
+    def step(
+        self, timeout_ms: int, refill_at: int = 0, batch: int = _BATCH
+    ) -> list[tuple[int, MessageResult]]:
+        """Turns of the C loop, then the messages that completed in them.
+
+        The first turn waits up to ``timeout_ms``.  More turns follow in C
+        until ``batch`` outcomes are in (0: one turn only, as an asyncio
+        caller wants), a turn finds nothing to do, or no more than
+        ``refill_at`` messages are left unsettled (the caller has more to
+        submit).  An interrupt a Python state raised is raised here."""
         outer, _Engine.in_loop = _Engine.in_loop, True
         try:
-            rc = lib.smtp_scheduler_run_once(self._sched, timeout_ms)
+            rc = lib.smtpstate_py_run(
+                self._sched, self._collector, timeout_ms, batch, refill_at
+            )
         finally:
             _Engine.in_loop = outer
         _raise_interrupt()
@@ -501,11 +544,10 @@ class _Engine:
             # and each string is a slice of it.
             arena = text.decode("ascii") if text.isascii() else None
             in_flight = self.in_flight
-            for at in range(0, len(cells), _COLUMNS):
-                (message_id, rcpt, kind, code, enh_at, enh_len, text_at, text_len,
-                 stage, state_at, state_len, bounce, error, session) = (
-                    cells[at : at + _COLUMNS]
-                )  # fmt: skip
+            finish = self._finish
+            for (message_id, rcpt, kind, code, enh_at, enh_len, text_at, text_len,
+                 stage, state_at, state_len, bounce, error, session) in zip(
+                     *[iter(cells)] * _COLUMNS, strict=True):  # fmt: skip
                 if arena is not None:
                     enhanced = arena[enh_at : enh_at + enh_len]
                     reply = arena[text_at : text_at + text_len]
@@ -515,27 +557,32 @@ class _Engine:
                     reply = _utf8(text[text_at : text_at + text_len])
                     state = _utf8(text[state_at : state_at + state_len])
                 # The fields in RecipientResult's order after the recipient,
-                # as plain values: a worker process sends them as they are.
+                # as plain values: a result keeps them until they are read,
+                # and a worker process sends them as they are.
                 row = (kind, code, enhanced, reply, stage, state, bounce,
                        _error_name(error) if error else None, session)  # fmt: skip
                 flight = in_flight[message_id]
-                flight.results[rcpt] = row
-                flight.remaining -= 1
-                if not flight.remaining:
-                    del in_flight[message_id]
-                    done.append(
-                        (flight.index, self._finish(flight.message, flight.results))
-                    )
+                rows = flight[_ROWS]
+                if rows is None:
+                    rows = (row,)
+                else:
+                    rows[rcpt] = row
+                    flight[_DUE] -= 1
+                    if flight[_DUE]:
+                        continue
+                    rows = tuple(rows)
+                del in_flight[message_id]
+                done.append((flight[_INDEX], finish(flight[_MESSAGE], rows)))
         if c.n_events and self._event_sink is not None:
             self._event_sink.emit_batch(c.events, c.n_events, text)
         lib.smtpstate_py_collector_reset(c)
         return done
 
     @staticmethod
-    def _finish(message: Message, rows: list[Any]) -> Any:
-        """A message's result from its recipients' rows (each recipient's
-        row is in by now; a worker's engine returns the rows instead)."""
-        return message_result(message, recipient_results(message, rows))
+    def _finish(message: Message, rows: tuple[tuple[Any, ...], ...]) -> Any:
+        """A message's result from its recipients' rows, all in by now (a
+        worker's engine returns the rows instead)."""
+        return message_result(message, rows)
 
     @property
     def open(self) -> bool:
@@ -759,7 +806,8 @@ def deliver(
             waiting = _submit_some(engine, queue, waiting)
             if waiting is None and not engine.in_flight:
                 break
-            for index, result in engine.step(-1):
+            refill_at = config.queue_capacity // 2 if waiting is not None else 0
+            for index, result in engine.step(-1, refill_at):
                 results[index] = result
         engine.drain()
         while not engine.idle:
@@ -835,7 +883,7 @@ async def deliver_async(
             if not exhausted:
                 waiting = _submit_some(engine, queue, waiting)
                 exhausted = waiting is None
-            for _, result in engine.step(0):
+            for _, result in engine.step(0, batch=0):
                 yield result
             if exhausted and not engine.in_flight:
                 break
@@ -843,10 +891,10 @@ async def deliver_async(
         # Idle is checked after every step: a wait with nothing open and no
         # deadline would never end.
         engine.drain()
-        engine.step(0)
+        engine.step(0, batch=0)
         while not engine.idle:
             await _wait(ready, engine.next_deadline())
-            engine.step(0)
+            engine.step(0, batch=0)
         loop.remove_reader(engine.fd)
         for _, result in engine.close():
             yield result

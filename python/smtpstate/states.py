@@ -716,6 +716,7 @@ def _note(registration: _Registration, exc: BaseException) -> None:
     registration.last_exception = exc
     if not isinstance(exc, Exception):
         _interrupts.append(exc)
+        lib.smtpstate_py_request_stop()
 
 
 def _escaped(default: Any) -> Callable[..., Any]:
@@ -726,6 +727,7 @@ def _escaped(default: Any) -> Callable[..., Any]:
     def onerror(exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
         if exc is not None and not isinstance(exc, Exception):
             _interrupts.append(exc)
+            lib.smtpstate_py_request_stop()
             return default
         return None  # a bug of the trampoline: cffi reports it
 

@@ -77,7 +77,6 @@ from .delivery import (
     Settings,
     _Engine,
     message_result,
-    recipient_results,
 )
 from .errors import (
     InvalidArgumentError,
@@ -327,8 +326,7 @@ class _Pool:
             for index, rows in records:
                 worker.taken.remove(index)
                 message = self.items[index]
-                results = recipient_results(message, rows)
-                done.append((index, message_result(message, results)))
+                done.append((index, message_result(message, tuple(rows))))
             if self.sink is not None:
                 for info, fields in events:
                     self.sink.emit(info, fields)
@@ -477,7 +475,7 @@ class _WorkerEngine(_Engine):
     ``(index, [row per recipient])``: the parent makes the result objects."""
 
     @staticmethod
-    def _finish(message: Message, rows: list[Any]) -> Any:
+    def _finish(message: Message, rows: tuple[Any, ...]) -> Any:
         return rows
 
 

@@ -749,4 +749,45 @@ SPECS = [
         ),
         build="full",
     ),
+    Spec(
+        "py-run-waits-past-a-signal",
+        "the binding's turns go on after a turn that handled nothing, so a "
+        "signal that ended a wait is seen only at the next deadline",
+        (
+            node(
+                "test_result_records.py",
+                "test_signal_ends_a_delivery_waiting_on_a_silent_server",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/_collector.c",
+                "        if (rc == 0 || py_stop_requested || c->failed ||",
+                "        if (py_stop_requested || c->failed ||",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-kept-rows-read-as-delivered",
+        "a result asked `delivered` before its recipients are made looks at "
+        "the first recipient's row only",
+        (
+            node(
+                "test_result_records.py",
+                "test_summary_reads_the_same_before_and_after_recipients_are_made",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/delivery.py",
+                "            for row in rows:\n"
+                "                if row[0] != _DELIVERED:\n"
+                "                    return False\n"
+                "            return True",
+                "            return rows[0][0] == _DELIVERED",
+            ),
+        ),
+        build="full",
+    ),
 ]
