@@ -5,7 +5,7 @@ and two Python SMTP clients, all sending to smtp-sink on loopback in one run.
     python3 benchmarks/run.py --quick    # a reduced matrix (under 1 min)
 
 Senders: smtp-source (the anchor), the C driver (build/c/smtpstate-send),
-the Python API (smtpstate.deliver), the Python API with a pass-through
+the Python API (smtpstate.deliver_iter), the Python API with a pass-through
 Python state after TRANSACTION, aiosmtplib and smtplib.  Workloads: 1 KiB
 and 100 KiB messages; 1, 10 and 100 connections at once; connections reused
 or one per message; the sink offering PIPELINING or not (``smtp-sink -p``;

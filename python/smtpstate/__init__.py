@@ -14,6 +14,7 @@ from .delivery import (
     RecipientResult,
     deliver,
     deliver_async,
+    deliver_iter,
 )
 from .errors import (
     BuiltinStateError,
@@ -89,6 +90,7 @@ __all__ = [
     "command_state",
     "deliver",
     "deliver_async",
+    "deliver_iter",
     "register_smtp_client_state",
     "smtp_get_state",
     "smtp_get_state_machine",

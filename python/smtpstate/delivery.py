@@ -43,6 +43,7 @@ __all__ = [
     "RecipientResult",
     "deliver",
     "deliver_async",
+    "deliver_iter",
 ]
 
 
@@ -126,7 +127,7 @@ def _check_address(what: str, value: object) -> str:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True, init=False)
 class Message:
     """A message to send: envelope sender, recipients and the RFC 5322 bytes.
 
@@ -145,9 +146,16 @@ class Message:
     data: bytes | bytearray | memoryview | str | os.PathLike[str] = field(repr=False)
     id: Any = None
 
-    def __post_init__(self) -> None:
-        _check_address("sender", self.sender)
-        recipients = self.recipients
+    # Written by hand, checks first: one is made per message sent, and the
+    # generated frozen __init__ costs an object.__setattr__ call per field.
+    def __init__(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes | bytearray | memoryview | str | os.PathLike[str],
+        id: Any = None,
+    ) -> None:
+        _check_address("sender", sender)
         if type(recipients) is not tuple:
             if isinstance(recipients, _STRINGS) or not isinstance(recipients, Iterable):
                 raise InvalidTypeError(
@@ -155,25 +163,37 @@ class Message:
                     f"{type(recipients).__name__} (rule: recipients)"
                 )
             recipients = tuple(recipients)
-            object.__setattr__(self, "recipients", recipients)
         if not recipients:
             raise InvalidArgumentError("no recipients (rule: at least one recipient)")
         for rcpt in recipients:
             if not _check_address("recipient", rcpt):
                 raise InvalidArgumentError("empty recipient (rule: address)")
-        data = self.data
-        if type(data) is bytes or isinstance(data, _BYTES):
-            return
-        if not isinstance(data, _PATHS):
-            raise InvalidTypeError(
-                "message data must be bytes or a path to a readable file, not "
-                f"{type(data).__name__}"
-            )
-        path = os.fspath(data)
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
-            raise InvalidArgumentError(
-                f"message file {path!r} is not a readable file (rule: body)"
-            )
+        if type(data) is not bytes and not isinstance(data, _BYTES):
+            _check_message_file(data)
+        _set_sender(self, sender)
+        _set_message_recipients(self, recipients)
+        _set_data(self, data)
+        _set_id(self, id)
+
+
+def _check_message_file(data: object) -> None:
+    if not isinstance(data, _PATHS):
+        raise InvalidTypeError(
+            "message data must be bytes or a path to a readable file, not "
+            f"{type(data).__name__}"
+        )
+    path = os.fspath(data)
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise InvalidArgumentError(
+            f"message file {path!r} is not a readable file (rule: body)"
+        )
+
+
+# The slots' own setters: they pass by the frozen __setattr__.
+_set_sender = Message.sender.__set__  # type: ignore[attr-defined]
+_set_message_recipients = Message.recipients.__set__  # type: ignore[attr-defined]
+_set_data = Message.data.__set__  # type: ignore[attr-defined]
+_set_id = Message.id.__set__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -797,25 +817,94 @@ def deliver(
         from . import workers as _workers
 
         return _workers.deliver(items, dest, config, sink, workers)
-    engine = _Engine(dest, config, sink)
     results: list[MessageResult | None] = [None] * len(items)
+    for index, result in _run(_Engine(dest, config, sink), enumerate(items), config):
+        results[index] = result
+    return [r for r in results if r is not None]
+
+
+def deliver_iter(
+    messages: Iterable[Message],
+    host: str = "127.0.0.1",
+    port: int = 25,
+    *,
+    helo: str | None = None,
+    source: str | None = None,
+    log_events: bool = False,
+    json_events: Any = None,
+    workers: int = 1,
+    **settings: Any,
+) -> Iterator[MessageResult]:
+    """Sends the messages and yields each :class:`MessageResult` as its last
+    recipient is settled, in completion order, without asyncio.
+
+    Messages are taken from ``messages`` only as the engine's queue has
+    room (``queue_capacity``), so a generator of millions of messages is
+    sent in flat memory, and a result the caller drops is freed.  The
+    arguments and settings are checked before anything is sent, as for
+    :func:`deliver`; an item of ``messages`` that is not a
+    :class:`Message` raises :class:`~smtpstate.errors.InvalidTypeError` when
+    it is reached (the messages before it have been handed over).  With
+    ``workers=N`` the messages are read in full first.
+
+    Closing the iterator before the end (``break``, or an exception in the
+    caller's loop) closes every connection at once: the results of messages
+    still in flight are not yielded, and any of them may have been
+    delivered.  Read it to the end to know every message's fate.
+    """
+    _not_in_loop("deliver_iter")
+    dest = _check_destination(Destination(host, port, helo, source))
+    config = _settings(settings)
+    sink = _events.sink_for(log_events, json_events)
+    if workers != 1:
+        from . import workers as _workers
+
+        return _workers.deliver_iter(
+            list(_checked(messages)), dest, config, sink, workers
+        )
+    if not isinstance(messages, Iterable):
+        raise InvalidTypeError(
+            f"messages must be an iterable of Message, not "
+            f"{type(messages).__name__} (rule: messages)"
+        )
+    return _stream(messages, dest, config, sink)
+
+
+def _stream(
+    messages: Iterable[Message],
+    dest: Destination,
+    config: Settings,
+    sink: Any | None,
+) -> Iterator[MessageResult]:
+    """deliver_iter's results; the engine is made at the first ``next()``,
+    so an iterator never read holds no scheduler."""
+    engine = _Engine(dest, config, sink)
+    for _, result in _run(engine, enumerate(_checked(messages)), config):
+        yield result
+
+
+def _run(
+    engine: _Engine, queue: Iterator[tuple[int, Message]], config: Settings
+) -> Iterator[tuple[int, MessageResult]]:
+    """Sends what ``queue`` holds through ``engine``, taking messages as the
+    queue has room, and yields (index, result) as messages complete; closes
+    the engine however it ends."""
     try:
-        queue = iter(enumerate(items))
         waiting: tuple[int, Message] | None = None
         while True:
             waiting = _submit_some(engine, queue, waiting)
             if waiting is None and not engine.in_flight:
                 break
             refill_at = config.queue_capacity // 2 if waiting is not None else 0
-            for index, result in engine.step(-1, refill_at):
-                results[index] = result
+            yield from engine.step(-1, refill_at)
         engine.drain()
         while not engine.idle:
-            engine.step(-1)
+            yield from engine.step(-1)
+        done = engine.close()
     finally:
-        for index, result in engine.close():
-            results[index] = result
-    return [r for r in results if r is not None]
+        if engine.open:
+            engine.close()
+    yield from done
 
 
 def _submit_some(

@@ -408,6 +408,19 @@ def deliver(
     return [r for r in results if r is not None]
 
 
+def deliver_iter(
+    items: list[Message],
+    dest: Destination,
+    settings: Settings,
+    sink: EventSink | None,
+    count: int,
+) -> Iterator[MessageResult]:
+    """``smtpstate.deliver_iter(..., workers=count)``: results as they come."""
+    pool = _prepare(items, dest, settings, sink, count)
+    for _, result in _run(pool, count):
+        yield result
+
+
 async def deliver_async(
     items: list[Message],
     dest: Destination,

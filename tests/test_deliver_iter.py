@@ -1,0 +1,113 @@
+"""smtpstate.deliver_iter: results streamed without asyncio, messages taken
+from the caller's iterable only as the engine's queue has room."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+import smtpstate
+from servers import Script
+from smtpstate import InvalidArgumentError, InvalidTypeError, Message
+
+SENDER = "sender@client.test"
+
+
+def body(i: int) -> bytes:
+    return (
+        f"From: a@client.test\r\nMessage-ID: <{i}@iter.test>\r\n"
+        f"Subject: iter {i}\r\n\r\nHello {i}.\r\n"
+    ).encode()
+
+
+def test_results_stream_while_messages_are_still_being_made(scripted_server_factory):
+    server = scripted_server_factory(Script())
+    made: list[int] = []
+    seen_at_first_result: list[int] = []
+
+    def generate(n: int) -> Iterator[Message]:
+        for i in range(n):
+            made.append(i)
+            yield Message(SENDER, [f"r{i}@server.test"], body(i), id=i)
+
+    ids = []
+    for result in smtpstate.deliver_iter(
+        generate(300), "127.0.0.1", server.port, concurrency=4, queue_capacity=16
+    ):
+        if not seen_at_first_result:
+            seen_at_first_result.append(len(made))
+        assert result.delivered, result.recipients
+        ids.append(result.message.id)
+    # The first result came while most messages were not yet made: the
+    # input is taken as the queue (16) has room, not read in full first.
+    assert seen_at_first_result[0] <= 16 + 1
+    assert sorted(ids) == list(range(300))
+    received = server.wait_for_messages(300)
+    assert sorted(m.rcpts[0] for m in received) == sorted(
+        f"r{i}@server.test" for i in range(300)
+    )
+
+
+def test_bad_arguments_raise_at_the_call_before_anything_is_sent(
+    scripted_server_factory,
+):
+    server = scripted_server_factory(Script())
+    with pytest.raises(InvalidArgumentError, match="rule: port"):
+        smtpstate.deliver_iter([], "127.0.0.1", 0)
+    with pytest.raises(InvalidTypeError, match="rule: messages"):
+        smtpstate.deliver_iter(42, "127.0.0.1", server.port)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match="unknown delivery setting"):
+        smtpstate.deliver_iter([], "127.0.0.1", server.port, concurency=2)
+    assert server.sessions == []
+
+
+def test_non_message_item_raises_when_reached(scripted_server_factory):
+    server = scripted_server_factory(Script())
+    items = [Message(SENDER, ["a@server.test"], body(0)), b"not a message"]
+    with pytest.raises(InvalidTypeError, match="expected Message"):
+        for _ in smtpstate.deliver_iter(items, "127.0.0.1", server.port):
+            pass
+
+
+def test_closing_early_closes_the_connections_and_frees_the_engine(
+    scripted_server_factory,
+):
+    server = scripted_server_factory(Script())
+    batch = [Message(SENDER, ["a@server.test"], body(i), id=i) for i in range(50)]
+    results = smtpstate.deliver_iter(batch, "127.0.0.1", server.port, concurrency=2)
+    first = next(results)
+    assert first.delivered
+    results.close()
+    # Every connection the iterator opened is closed (this waits for it).
+    opened = len(server.sessions)
+    assert opened >= 1 and len(server.wait_for_closed_sessions(opened)) == opened
+    # The engine is gone: a new delivery runs (one scheduler at a time is
+    # not a rule, but a leaked one would keep its connections open).
+    again = list(smtpstate.deliver_iter(batch[:3], "127.0.0.1", server.port))
+    assert [r.delivered for r in again] == [True] * 3
+
+
+def test_workers_stream_every_result(smtp_sink):
+    batch = [Message(SENDER, [f"r{i}@sink.test"], body(i), id=i) for i in range(200)]
+    results = list(
+        smtpstate.deliver_iter(batch, "127.0.0.1", smtp_sink.port, workers=2)
+    )
+    assert sorted(r.message.id for r in results) == list(range(200))
+    assert all(r.delivered for r in results)
+    assert smtp_sink.wait_for_messages(200) == 200
+
+
+def test_message_is_a_frozen_record_that_copies_and_pickles():
+    m = Message(SENDER, ["a@server.test"], b"x", id=3)
+    assert pickle.loads(pickle.dumps(m)) == m and hash(copy.deepcopy(m)) == hash(m)
+    assert dataclasses.replace(m, id=4).id == 4 and weakref.ref(m)() is m
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.id = 5  # type: ignore[misc]
+    # replace() goes through the same checks as the constructor.
+    with pytest.raises(InvalidArgumentError, match="rule: address"):
+        dataclasses.replace(m, sender="a\r\nb@x")
