@@ -164,12 +164,17 @@ def test_main_job_needs_no_root(home):
     uid, caps = map(int, probe.stdout.split())
     assert uid != 0 and caps & ~(1 << CAP_DAC_READ_SEARCH) == 0, probe.stdout
 
-    # The README's first command after the install: the samples, the
-    # embedded sink; nothing to install and no privileged port.
-    out = run_unprivileged("-m", "smtpstate", "--sink-dir", str(home / "sink"))
+    # What the README's first command runs after the install: the bundled
+    # samples with their header envelopes, to the embedded sink.  They are
+    # sent from copies, as the package may sit in a root-only folder (the
+    # mutant runs' scratch installs) that access(2) will not look into.
+    samples = sorted(smtpstate.cli.SAMPLES.glob("*.eml"))
+    copies = [shutil.copy(path, home) for path in samples]
+    sink = str(home / "sink")
+    out = run_unprivileged("-m", "smtpstate", "--sink-dir", sink, "-t", *copies)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [line for line in out.stdout.splitlines() if " rcpt=" in line]
     assert len(lines) == 7 and all(" result=delivered " in x for x in lines)
     port = int(re.search(r"^sink=127\.0\.0\.1:(\d+) ", out.stderr, re.M)[1])
     assert port >= 1024
-    assert len(list((home / "sink").glob("*.eml"))) == 4
+    assert len(list((home / "sink").glob("*.eml"))) == len(samples) == 4
