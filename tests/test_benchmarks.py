@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -22,6 +23,20 @@ import report  # noqa: E402
 
 SENDERS = {"smtp-source", "C driver", "Python API", "Python+state"}
 SENDERS |= {"aiosmtplib", "smtplib"}
+
+
+def printed_table(stdout: str) -> list[dict[str, str]]:
+    """The rows of the table run.py prints, by the names in its header."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("workload "))
+    names = re.split(r" {2,}", lines[start].strip())
+    rows = []
+    for line in lines[start + 2 :]:
+        cells = re.split(r" {2,}", line.strip())
+        if len(cells) != len(names):
+            break
+        rows.append(dict(zip(names, cells, strict=True)))
+    return rows
 
 
 def test_report_names_every_count_mismatch():
@@ -79,6 +94,15 @@ def test_quick_run_counts_match_for_every_sender(c_build, tmp_path):
     labels = {r.workload.label for r in runs}
     for label in labels:
         assert label in out.stdout
+    # Issue 3: the C driver's messages per second and CPU per message are
+    # printed beside smtp-source's, for every workload of the same run.
+    printed = {
+        (row["workload"], row["sender"])
+        for row in printed_table(out.stdout)
+        if float(row["msg/s"]) > 0 and float(row["CPU µs/msg"]) > 0
+    }
+    for label in labels:
+        assert {(label, "smtp-source"), (label, "C driver")} <= printed, label
     # Every target of the issue is covered by the quick matrix and judged.
     verdicts = [line for line in md.read_text().splitlines() if "x |" in line]
     targets = [v for v in verdicts if v.endswith(("| PASS |", "| FAIL |"))]

@@ -90,12 +90,22 @@ def script_for(stage_name: str, fault: str, pipelining: bool = True) -> Script:
     return Script(**options)  # type: ignore[arg-type]
 
 
+# Every deadline the driver can set.  The ones not under test are set
+# past FAULT_RUN_TIMEOUT, the run's own limit, so a silence failed by any
+# deadline but the guarding one cannot end the run in time: it fails the
+# test instead of passing slowly.
+DEADLINE_KINDS = ["connect", "banner", "ehlo", "mail", "rcpt", "data", "body"]
+DEADLINE_KINDS += ["confirm", "rset", "quit", "tls", "idle", "custom"]
+FAULT_RUN_TIMEOUT = 60
+LONG_DEADLINE_MS = 10 * FAULT_RUN_TIMEOUT * 1000
+
+
 def timeouts(guard: str, short_ms: int = 400) -> list[str]:
     """Every deadline long but the one guarding the stage under test."""
-    kinds = ["banner", "ehlo", "mail", "rcpt", "data", "body", "confirm"]
     args = []
-    for kind in kinds:
-        args += ["--timeout", f"{kind}={short_ms if kind == guard else 20000}"]
+    for kind in DEADLINE_KINDS:
+        ms = short_ms if kind == guard else LONG_DEADLINE_MS
+        args += ["--timeout", f"{kind}={ms}"]
     return args
 
 
@@ -134,6 +144,7 @@ def test_fault_at_stage_settles_each_recipient(
         *rcpt_args(RCPTS),
         *timeouts(guard),
         str(message_file(tmp_path)),
+        timeout=FAULT_RUN_TIMEOUT,
     )
 
     got = {
@@ -332,6 +343,7 @@ def test_thousand_messages_over_twenty_connections_to_smtp_sink(c_build, smtp_si
         "1024",
         "--concurrency",
         "20",
+        "--trace",
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
@@ -341,6 +353,20 @@ def test_thousand_messages_over_twenty_connections_to_smtp_sink(c_build, smtp_si
     assert run.summary["max_open"] == "20"
     assert 20 <= int(run.summary["sessions"]) <= 25
     assert len({o["session"] for o in run.outcomes}) == int(run.summary["sessions"])
+    # The events themselves, in order, not the engine's own counter: at most
+    # and at some point exactly 20 connections open, each opened once.
+    open_now, most_open, opened = 0, 0, []
+    for event in run.events:
+        if event["event"] == "connect":
+            opened.append(event["session"])
+            open_now += 1
+            most_open = max(most_open, open_now)
+        elif event["event"] == "close":
+            open_now -= 1
+    assert most_open == 20 and open_now == 0
+    assert len(opened) == len(set(opened)) == int(run.summary["sessions"])
+    # The sink's own session count agrees: reuse, not one per message.
+    assert smtp_sink.wait_for_sessions(len(opened)) == len(opened)
 
 
 def noop_positions(session) -> list[int]:

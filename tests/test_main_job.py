@@ -5,10 +5,15 @@ Postfix's smtp-sink."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import pwd
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -97,3 +102,79 @@ def test_corpus_to_smtp_sink_counts_every_message_id_once(
     assert sink.wait_for_messages(len(FILES)) == len(FILES)
     ids = sink.message_ids()
     assert sorted(ids) == sorted(entry["message_id"] for entry in MANIFEST)
+
+
+CAP_DAC_READ_SEARCH = 2
+PRIVILEGE_PROBE = (
+    "import os; caps = open('/proc/self/status').read().split('CapEff:')[1]; "
+    "print(os.geteuid(), int(caps.split()[0], 16))"
+)
+
+
+def unprivileged(command: list[str], home: pathlib.Path) -> list[str]:
+    """`command` as it runs without root: unchanged when this process is not
+    root; otherwise as "nobody" with every capability dropped but reading
+    files, since the test's interpreter may live under a root-only folder
+    (a pyenv in /root).  That one cannot bind a port below 1024 or write
+    outside what "nobody" owns, so no package can be installed either."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    keep = "-all,+dac_read_search"
+    return [
+        setpriv,
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        f"--inh-caps={keep}",
+        f"--ambient-caps={keep}",
+        f"--bounding-set={keep}",
+        "--",
+        *command,
+    ]
+
+
+@pytest.fixture
+def home() -> Iterator[pathlib.Path]:
+    """A folder for the unprivileged run, outside pytest's root-only one:
+    access(2), which the command uses to check its files, ignores the one
+    capability kept."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="smtpstate-noroot-"))
+    yield path
+    shutil.rmtree(path)
+
+
+def test_main_job_needs_no_root(home):
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(home)}
+
+    def run_unprivileged(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            unprivileged([sys.executable, *args], home),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+    probe = run_unprivileged("-c", PRIVILEGE_PROBE)
+    uid, caps = map(int, probe.stdout.split())
+    assert uid != 0 and caps & ~(1 << CAP_DAC_READ_SEARCH) == 0, probe.stdout
+
+    # What the README's first command runs after the install: the bundled
+    # samples with their header envelopes, to the embedded sink.  They are
+    # sent from copies, as the package may sit in a root-only folder (the
+    # mutant runs' scratch installs) that access(2) will not look into.
+    samples = sorted(smtpstate.cli.SAMPLES.glob("*.eml"))
+    copies = [shutil.copy(path, home) for path in samples]
+    sink = str(home / "sink")
+    out = run_unprivileged("-m", "smtpstate", "--sink-dir", sink, "-t", *copies)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if " rcpt=" in line]
+    assert len(lines) == 7 and all(" result=delivered " in x for x in lines)
+    port = int(re.search(r"^sink=127\.0\.0\.1:(\d+) ", out.stderr, re.M)[1])
+    assert port >= 1024
+    assert len(list((home / "sink").glob("*.eml"))) == len(samples) == 4

@@ -12,6 +12,7 @@ import pytest
 
 import smtpstate
 from conftest import assert_unchanged, take_snapshot
+from servers import Script
 from smtpstate import BuiltinState, SmtpState
 from smtpstate._raw import ffi, lib
 
@@ -168,6 +169,7 @@ def test_record_with_another_sizeof_is_refused(delta, snapshot):
 def test_null_record_is_refused(snapshot):
     assert lib.register_smtp_client_state(ffi.NULL, -1) == -1
     assert lib.smtp_last_error_code() == lib.SMTP_ENULL
+    assert b"rule: a state record is required" in ffi.string(lib.smtp_last_error())
     assert_unchanged(snapshot, take_snapshot())
 
 
@@ -225,6 +227,45 @@ def test_unregister_and_get_from_another_thread_are_refused(noop):
     assert walk["value"] == [i for i, _ in before.chain]  # reading is allowed
     assert_unchanged(before, take_snapshot())
     smtpstate.smtp_unregister_client_state(state_id)
+
+
+def test_unregister_while_a_connection_is_in_the_state_is_refused(
+    scripted_server_factory,
+):
+    server = scripted_server_factory(Script())
+    seen: dict = {}
+
+    def setup(session):
+        session.wake()
+        return smtpstate.WANT_READ
+
+    def callback(session, events):
+        seen["before"] = take_snapshot()
+        try:
+            smtpstate.smtp_unregister_client_state(state.id)
+        except smtpstate.SmtpStateError as exc:
+            seen["error"] = exc
+        seen["after"] = take_snapshot()
+        session.next()
+
+    state = SmtpState("py-in-use", callback, setup=setup)
+    state_id = smtpstate.register_smtp_client_state(state, BuiltinState.SESSION_READY)
+    message = smtpstate.Message("s@client.test", ["r@server.test"], b"x\r\n")
+    try:
+        (result,) = smtpstate.deliver([message], "127.0.0.1", server.port)
+    finally:
+        if smtpstate.smtp_get_state(state_id) is not None:
+            smtpstate.smtp_unregister_client_state(state_id)
+    error = seen["error"]
+    assert isinstance(error, smtpstate.StateBusyError)
+    assert isinstance(error, RuntimeError) and error.code_name == "SMTP_EBUSY"
+    assert "rule: not while in use" in str(error) and "py-in-use" in str(error)
+    assert_unchanged(seen["before"], seen["after"])
+    assert state_id in [i for i, _ in seen["after"].chain]
+    assert result.delivered  # the refused call left the connection working
+    assert len(server.wait_for_messages(1)) == 1
+    # The `finally` above unregistered it once the connection had left.
+    assert smtpstate.smtp_get_state(state_id) is None and state.id is None
 
 
 @pytest.mark.parametrize("state_id", [1, 6, 12, 13, 14])
@@ -315,14 +356,21 @@ while True:
     except smtpstate.StateTableFullError as exc:
         assert "rule: table capacity" in str(exc), exc
         break
-before = [s.id for s in smtpstate.smtp_get_state_machine()]
+def table():
+    entries = []
+    for state_id in range(1, 1024):
+        info = smtpstate.smtp_get_state(state_id)
+        if info is not None:
+            entries.append((info.id, info.name, info.next_id))
+    return [s.id for s in smtpstate.smtp_get_state_machine()], entries
+before = table()
 try:
     smtpstate.register_smtp_client_state(SmtpState("one-more", lambda s, e: None), 2)
 except smtpstate.StateTableFullError:
     pass
 else:
     raise SystemExit("registration past the end was accepted")
-assert [s.id for s in smtpstate.smtp_get_state_machine()] == before
+assert table() == before
 print(len(ids), ids[0], ids[-1])
 """
 

@@ -5,10 +5,14 @@
  * id's name and next, the chain's order, and the id the next successful
  * registration receives) taken before and after the refused call.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ctest.h"
 #include "smtp.h"
@@ -102,12 +106,14 @@ static int snapshots_equal(const struct snapshot *a, const struct snapshot *b)
 
 static struct snapshot before, after;
 
-#define CHECK_REFUSED(call, code)                                          \
+/* `rule` is the text naming the broken rule: a refusal for one reason
+ * must not be reported under another. */
+#define CHECK_REFUSED(call, code, rule)                                    \
     do {                                                                   \
         take_snapshot(&before);                                            \
         CHECK((call) == -1);                                               \
         CHECK(smtp_last_error_code() == (code));                           \
-        CHECK(strstr(smtp_last_error(), "rule:") != NULL);                 \
+        CHECK(strstr(smtp_last_error(), "(rule: " rule) != NULL);          \
         take_snapshot(&after);                                             \
         CHECK(snapshots_equal(&before, &after));                           \
     } while (0)
@@ -240,34 +246,42 @@ static void test_registration_refusals(void)
     long_name[sizeof(long_name) - 1] = '\0';
 
     smtp_state s = make_state("fine-name");
-    CHECK_REFUSED(register_smtp_client_state(NULL, -1), SMTP_ENULL);
+    CHECK_REFUSED(register_smtp_client_state(NULL, -1), SMTP_ENULL,
+                  "a state record is required");
 
     s.sizeof_smtp_state = sizeof(smtp_state) - sizeof(void *);
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ESIZE);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ESIZE,
+                  "record built against");
     s.sizeof_smtp_state = sizeof(smtp_state) + sizeof(void *);
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ESIZE);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ESIZE,
+                  "record built against");
     s.sizeof_smtp_state = sizeof(smtp_state);
 
     static char *bad_names[] = {"", "has space", "new\nline", "colon:",
                                 "\xc3\xa9t\xc3\xa9", NULL};
     for (int i = 0; bad_names[i] != NULL; i++) {
         s.name = bad_names[i];
-        CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENAME);
+        CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENAME,
+                      "name of 1-");
     }
     s.name = NULL;
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENAME);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENAME,
+                  "name of 1-");
     s.name = long_name;
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENAME);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENAME,
+                  "name of 1-");
     long_name[SMTP_STATE_NAME_MAX] = '\0'; /* exactly 63 bytes is fine */
     int ok = register_smtp_client_state(&s, -1);
     CHECK(ok > 0);
     CHECK(smtp_unregister_client_state(ok) == 0);
 
     s.name = "banner";
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_EDUPNAME);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_EDUPNAME,
+                  "unique name");
     int held = register_named("held", SMTP_STATE_EHLO);
     s.name = "held";
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_EDUPNAME);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_EDUPNAME,
+                  "unique name");
     s.name = "Held"; /* names are case-sensitive */
     ok = register_smtp_client_state(&s, -1);
     CHECK(ok > 0);
@@ -275,17 +289,19 @@ static void test_registration_refusals(void)
 
     s.name = "no-callback";
     s.callback = NULL;
-    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENOCALLBACK);
+    CHECK_REFUSED(register_smtp_client_state(&s, -1), SMTP_ENOCALLBACK,
+                  "callback required");
     s.callback = noop_callback;
 
     static const int bad_after[] = {0, -2, -3, 15, 31, 999, SMTP_MAX_STATES,
                                     1 << 30};
     for (size_t i = 0; i < sizeof(bad_after) / sizeof(bad_after[0]); i++)
         CHECK_REFUSED(register_smtp_client_state(&s, bad_after[i]),
-                      SMTP_ENOSTATE);
+                      SMTP_ENOSTATE, "insert_after must be");
     int gone = register_named("gone", SMTP_STATE_EHLO);
     CHECK(smtp_unregister_client_state(gone) == 0);
-    CHECK_REFUSED(register_smtp_client_state(&s, gone), SMTP_ENOSTATE);
+    CHECK_REFUSED(register_smtp_client_state(&s, gone), SMTP_ENOSTATE,
+                  "insert_after must be");
 
     CHECK(smtp_unregister_client_state(held) == 0);
 }
@@ -297,7 +313,7 @@ static void test_unregister_refusals(void)
     for (size_t i = 0; i < 3; i++) {
         take_snapshot(&before);
         CHECK(smtp_unregister_client_state(builtin_ids[i]) == SMTP_EBUILTIN);
-        CHECK(strstr(smtp_last_error(), "rule:") != NULL);
+        CHECK(strstr(smtp_last_error(), "(rule: built-in states stay)"));
         take_snapshot(&after);
         CHECK(snapshots_equal(&before, &after));
     }
@@ -305,6 +321,7 @@ static void test_unregister_refusals(void)
     for (size_t i = 0; i < 5; i++) {
         take_snapshot(&before);
         CHECK(smtp_unregister_client_state(unknown_ids[i]) == SMTP_ENOSTATE);
+        CHECK(strstr(smtp_last_error(), "(rule: known id)") != NULL);
         take_snapshot(&after);
         CHECK(snapshots_equal(&before, &after));
     }
@@ -314,6 +331,79 @@ static void test_unregister_refusals(void)
     CHECK(smtp_unregister_client_state(twice) == SMTP_ENOSTATE);
     take_snapshot(&after);
     CHECK(snapshots_equal(&before, &after));
+}
+
+/* Unregistering a state while a connection is in it: the state goes
+ * first in the chain, so its setup runs as soon as the loopback connect
+ * completes (the listener never accepts; the kernel finishes the
+ * handshake), and from there tries to remove itself. */
+struct in_use {
+    int id;
+    int setups;
+    int unregister_ret;
+    char text[256];
+    int unchanged;
+    int outcomes;
+};
+
+static struct in_use in_use;
+
+static int in_use_setup(const smtp_state *self, delivery_construct *dc,
+                        connection_handle *connh, struct timeval *now)
+{
+    (void)self, (void)dc, (void)connh, (void)now;
+    in_use.setups++;
+    take_snapshot(&before);
+    in_use.unregister_ret = smtp_unregister_client_state(in_use.id);
+    snprintf(in_use.text, sizeof(in_use.text), "%s", smtp_last_error());
+    take_snapshot(&after);
+    in_use.unchanged = snapshots_equal(&before, &after);
+    return SMTP_ESTATE; /* fail the message: no server will answer */
+}
+
+static void in_use_outcome(const smtp_outcome *o, void *arg)
+{
+    (void)o, (void)arg;
+    in_use.outcomes++;
+}
+
+static void test_unregister_in_use(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    CHECK(listen(fd, 4) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+
+    smtp_state s = make_state("in-use");
+    s.setup = in_use_setup;
+    in_use.id = register_smtp_client_state(&s, -1);
+    CHECK(in_use.id > 0);
+
+    smtp_config cfg;
+    smtp_config_init(&cfg);
+    cfg.on_outcome = in_use_outcome;
+    smtp_scheduler *sched = smtp_scheduler_new(&cfg);
+    static const char *to[] = {"a@x.test"};
+    smtp_message m = {.sender = "s@x.test", .recipients = to,
+                      .nrecipients = 1, .data = "x", .len = 1, .id = 1};
+    smtp_destination d = {.host = "127.0.0.1", .port = ntohs(sa.sin_port)};
+    CHECK(sched != NULL && smtp_scheduler_submit(sched, &d, &m) == 0);
+    CHECK(smtp_scheduler_run(sched) == 0);
+    smtp_scheduler_free(sched);
+    close(fd);
+
+    CHECK(in_use.setups == 1 && in_use.outcomes == 1);
+    CHECK(in_use.unregister_ret == SMTP_EBUSY);
+    CHECK(strstr(in_use.text, "(rule: not while in use)") != NULL);
+    CHECK(in_use.unchanged);
+    CHECK(chain_position(in_use.id) == 0);
+    /* Once no connection is in it, the same call succeeds. */
+    CHECK(smtp_unregister_client_state(in_use.id) == 0);
+    CHECK(chain_position(in_use.id) == -1);
 }
 
 struct thread_result {
@@ -426,6 +516,7 @@ int main(void)
     test_insert_and_unregister();
     test_registration_refusals();
     test_unregister_refusals();
+    test_unregister_in_use();
     test_wrong_thread();
     test_concurrent_readers();
     CTEST_END();

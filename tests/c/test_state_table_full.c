@@ -41,6 +41,42 @@ static int chain_length(void)
     return n;
 }
 
+/* The whole table: the chain's order and every id's name and next.  The
+ * id the next registration receives cannot be probed here, as every
+ * registration is refused; that the counter did not move is shown by the
+ * refusal that follows an unregistration. */
+struct snapshot {
+    int chain[SMTP_MAX_STATES];
+    int chain_len;
+    char names[SMTP_MAX_STATES][SMTP_STATE_NAME_MAX + 1];
+    int next_of[SMTP_MAX_STATES];
+};
+
+static struct snapshot before, after;
+
+static void take_snapshot(struct snapshot *snap)
+{
+    memset(snap, 0, sizeof(*snap));
+    for (smtp_state *s = smtp_get_state_machine(); s != NULL;
+         s = smtp_state_next(s)) {
+        if (snap->chain_len == SMTP_MAX_STATES)
+            break;
+        snap->chain[snap->chain_len++] = s->id;
+    }
+    for (int id = 1; id < SMTP_MAX_STATES; id++) {
+        smtp_state *s = smtp_get_state(id);
+        if (s == NULL)
+            continue;
+        snprintf(snap->names[id], sizeof(snap->names[id]), "%s", s->name);
+        snap->next_of[id] = s->next ? s->next->id : 0;
+    }
+}
+
+static int snapshots_equal(void)
+{
+    return memcmp(&before, &after, sizeof(before)) == 0;
+}
+
 int main(void)
 {
     int registered = 0, last = -1;
@@ -57,16 +93,22 @@ int main(void)
     CHECK(last == SMTP_MAX_STATES - 1);
 
     int len = chain_length();
+    take_snapshot(&before);
     CHECK(try_register(100000) == -1);
     CHECK(smtp_last_error_code() == SMTP_EFULL);
     CHECK(strstr(smtp_last_error(), "rule: table capacity") != NULL);
+    take_snapshot(&after);
+    CHECK(snapshots_equal());
     CHECK(chain_length() == len);
     CHECK(smtp_get_state(SMTP_MAX_STATES - 1) != NULL);
 
     CHECK(smtp_unregister_client_state(last) == 0);
     CHECK(chain_length() == len - 1);
+    take_snapshot(&before);
     CHECK(try_register(100001) == -1);
     CHECK(smtp_last_error_code() == SMTP_EFULL);
+    take_snapshot(&after);
+    CHECK(snapshots_equal());
     CHECK(chain_length() == len - 1);
     CTEST_END();
 }
