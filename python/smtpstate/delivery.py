@@ -405,11 +405,11 @@ def _error_name(code: int) -> str:
 
 
 # A message handed to C is a list: [its place in the input, the Message,
-# what its C record points into (envelope strings and body buffer: held
-# until its last outcome), its recipients' outcome rows as they come (None
-# for one recipient, whose one outcome settles it), outcomes still due].
-# A list, not a record class: one is made per message sent.
-_INDEX, _MESSAGE, _KEEP, _ROWS, _DUE = range(5)
+# its recipients' outcome rows as they come (None for one recipient, whose
+# one outcome settles it), outcomes still due, then what its C record
+# points into: envelope strings and body buffer, held until its last
+# outcome].  A list, not a record class: one is made per message sent.
+_INDEX, _MESSAGE, _ROWS, _DUE = range(4)
 
 
 class _Engine:
@@ -501,9 +501,9 @@ class _Engine:
         )  # fmt: skip
         if msg_id > 0:
             # What C points into is held until the message's last outcome.
-            keep = (self._sender, self._recipients, buf)
             self.in_flight[msg_id] = [
-                index, message, keep, [None] * n if n > 1 else None, n
+                index, message, [None] * n if n > 1 else None, n,
+                self._sender, self._recipients, buf,
             ]  # fmt: skip
             return True
         if msg_id == _EAGAIN:
@@ -598,11 +598,9 @@ class _Engine:
         lib.smtpstate_py_collector_reset(c)
         return done
 
-    @staticmethod
-    def _finish(message: Message, rows: tuple[tuple[Any, ...], ...]) -> Any:
-        """A message's result from its recipients' rows, all in by now (a
-        worker's engine returns the rows instead)."""
-        return message_result(message, rows)
+    #: A message's result from its recipients' rows, all in by now (a
+    #: worker's engine returns the rows instead).
+    _finish = staticmethod(message_result)
 
     @property
     def open(self) -> bool:
@@ -756,12 +754,16 @@ def _not_in_loop(func: str) -> None:
         )
 
 
-def _checked(messages: Iterable[Message]) -> Iterator[Message]:
+def _check_iterable(messages: object) -> None:
     if not isinstance(messages, Iterable):
         raise InvalidTypeError(
             f"messages must be an iterable of Message, not "
             f"{type(messages).__name__} (rule: messages)"
         )
+
+
+def _checked(messages: Iterable[Message]) -> Iterator[Message]:
+    _check_iterable(messages)
     for message in messages:
         if not isinstance(message, Message):
             raise InvalidTypeError(f"expected Message, not {type(message).__name__}")
@@ -818,8 +820,9 @@ def deliver(
 
         return _workers.deliver(items, dest, config, sink, workers)
     results: list[MessageResult | None] = [None] * len(items)
-    for index, result in _run(_Engine(dest, config, sink), enumerate(items), config):
-        results[index] = result
+    for done in _run(_Engine(dest, config, sink), enumerate(items), config):
+        for index, result in done:
+            results[index] = result
     return [r for r in results if r is not None]
 
 
@@ -862,11 +865,7 @@ def deliver_iter(
         return _workers.deliver_iter(
             list(_checked(messages)), dest, config, sink, workers
         )
-    if not isinstance(messages, Iterable):
-        raise InvalidTypeError(
-            f"messages must be an iterable of Message, not "
-            f"{type(messages).__name__} (rule: messages)"
-        )
+    _check_iterable(messages)
     return _stream(messages, dest, config, sink)
 
 
@@ -879,16 +878,18 @@ def _stream(
     """deliver_iter's results; the engine is made at the first ``next()``,
     so an iterator never read holds no scheduler."""
     engine = _Engine(dest, config, sink)
-    for _, result in _run(engine, enumerate(_checked(messages)), config):
-        yield result
+    for done in _run(engine, enumerate(messages), config):
+        for _, result in done:
+            yield result
 
 
 def _run(
-    engine: _Engine, queue: Iterator[tuple[int, Message]], config: Settings
-) -> Iterator[tuple[int, MessageResult]]:
+    engine: _Engine, queue: Iterator[tuple[int, Any]], config: Settings
+) -> Iterator[list[tuple[int, MessageResult]]]:
     """Sends what ``queue`` holds through ``engine``, taking messages as the
-    queue has room, and yields (index, result) as messages complete; closes
-    the engine however it ends."""
+    queue has room, and yields the (index, result) pairs of each step, as
+    messages complete; closes the engine however it ends.  Each item is
+    checked to be a Message as it is taken."""
     try:
         waiting: tuple[int, Message] | None = None
         while True:
@@ -896,28 +897,32 @@ def _run(
             if waiting is None and not engine.in_flight:
                 break
             refill_at = config.queue_capacity // 2 if waiting is not None else 0
-            yield from engine.step(-1, refill_at)
+            yield engine.step(-1, refill_at)
         engine.drain()
         while not engine.idle:
-            yield from engine.step(-1)
+            yield engine.step(-1)
         done = engine.close()
     finally:
         if engine.open:
             engine.close()
-    yield from done
+    yield done
 
 
 def _submit_some(
     engine: _Engine,
-    queue: Iterator[tuple[int, Message]],
+    queue: Iterator[tuple[int, Any]],
     waiting: tuple[int, Message] | None,
 ) -> tuple[int, Message] | None:
     """Submits until the queue is full; returns the message still waiting."""
+    submit = engine.submit
     while True:
         item = waiting if waiting is not None else next(queue, None)
         if item is None:
             return None
-        if not engine.submit(*item):
+        message = item[1]
+        if type(message) is not Message and not isinstance(message, Message):
+            raise InvalidTypeError(f"expected Message, not {type(message).__name__}")
+        if not submit(item[0], message):
             return item
         waiting = None
 

@@ -637,9 +637,8 @@ SPECS = [
         (
             Edit(
                 "python/smtpstate/delivery.py",
-                "        if not isinstance(data, _PATHS):\n            raise",
-                "        if not isinstance(data, _PATHS):\n            return\n"
-                "            raise",
+                "    if not isinstance(data, _PATHS):\n        raise",
+                "    if not isinstance(data, _PATHS):\n        return\n        raise",
             ),
         ),
         build="full",
