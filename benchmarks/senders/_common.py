@@ -4,7 +4,8 @@ messages it sends and the summary line run.py reads.
 The messages are laid out as the C driver's (``smtpstate-send --count N
 --size B``): four header lines, then lines of 78 letters, CRLF-terminated,
 up to ``size`` bytes in all.  Each message is its own ``bytes`` object with
-its own Subject and Message-ID, as the driver's are its own buffers.
+its own Subject and Message-ID, made when the sender takes it, as the
+driver's are its own buffers made as it submits them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 
 SENDER = "a@example.com"
 RECIPIENT = "b@example.com"
@@ -63,19 +65,41 @@ def header(i: int, stamp: int) -> bytes:
     ).encode()
 
 
-def messages(count: int, size: int) -> list[bytes]:
+class Messages:
+    """Distinct messages of about the same size, each made when a sender
+    takes it (as the C driver makes each buffer as it submits it), so no
+    sender pays for memory it would not hold.  Slices are views."""
+
+    def __init__(self, numbers: range, stamp: int, text: bytes) -> None:
+        self.numbers = numbers
+        self.stamp = stamp
+        self.text = text
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __iter__(self) -> Iterator[bytes]:
+        stamp, text = self.stamp, self.text
+        for i in self.numbers:
+            yield header(i, stamp) + text
+
+    def __getitem__(self, key: slice) -> Messages:
+        return Messages(self.numbers[key], self.stamp, self.text)
+
+
+def messages(count: int, size: int) -> Messages:
     """``count`` distinct messages of about ``size`` bytes each."""
     stamp = int(time.time())
     text = body(max(0, size - len(header(count, stamp))))
-    return [header(i, stamp) + text for i in range(1, count + 1)]
+    return Messages(range(1, count + 1), stamp, text)
 
 
-def shares(items: list[bytes], workers: int) -> list[list[bytes]]:
+def shares(items: Messages, workers: int) -> list[Messages]:
     """The items dealt round-robin to at most ``workers`` workers."""
-    return [s for s in (items[i::workers] for i in range(workers)) if s]
+    return [s for s in (items[i::workers] for i in range(workers)) if len(s)]
 
 
-def chunks(items: list[bytes], size: int) -> list[list[bytes]]:
+def chunks(items: Messages, size: int) -> list[Messages]:
     """``items`` cut into runs of at most ``size``: one per connection."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 

@@ -1,10 +1,10 @@
 """Benchmark sender: smtpstate's Python API, ``smtpstate.deliver_iter``.
 
-Messages are Python ``bytes``, made up front as the other Python senders
-make them; every result is read from the public ``MessageResult`` objects.
-With ``--state``, a Python state that only moves on is inserted after
-TRANSACTION, so Python runs once per message; its call count is printed
-so run.py can check it really ran.
+Messages are Python ``bytes``, each made as the engine takes it, as the
+other Python senders make theirs; every result is read from the public
+``MessageResult`` objects as it comes.  With ``--state``, a Python state
+that only moves on is inserted after TRANSACTION, so Python runs once per
+message; its call count is printed so run.py can check it really ran.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def main() -> int:
             pass_through_state(calls), BuiltinState.TRANSACTION
         )
     payloads = messages(opts.count, opts.size)
-    # Streamed: each Message is made as the engine's queue has room and
-    # each result is read as it comes, as a sender of millions would.
+    # Streamed: each Message is made as the engine takes it and each
+    # result is read as it comes, as a sender of millions would.
     results = smtpstate.deliver_iter(
         (Message(SENDER, [RECIPIENT], data) for data in payloads),
         opts.host,

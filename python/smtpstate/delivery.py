@@ -392,6 +392,7 @@ _EAGAIN = lib.SMTP_EAGAIN
 # results stream and the collector stays small, enough that entering
 # Python costs little per message.
 _BATCH = 256
+_MIN_WINDOW = 64
 _COLUMNS = lib.SMTPSTATE_PY_OUTCOME_COLUMNS
 
 
@@ -440,6 +441,13 @@ class _Engine:
         self._sender: tuple[Any, Any] = (None, None)
         self._recipients: tuple[Any, Any, Any] = (None, None, None)
         self.in_flight: dict[int, list[Any]] = {}
+        # Messages handed to C at a time: enough to keep every connection
+        # busy with one queued behind it, few enough that a message and its
+        # entry die young (the cyclic collector's cheap generation) and
+        # the caller's iterable is read just ahead of the wire.
+        self.window = min(
+            settings.queue_capacity, max(_MIN_WINDOW, 4 * settings.concurrency)
+        )
 
     def _build_config(self, s: Settings, with_events: bool) -> Any:
         cfg = ffi.new("smtp_config *")
@@ -841,9 +849,10 @@ def deliver_iter(
     """Sends the messages and yields each :class:`MessageResult` as its last
     recipient is settled, in completion order, without asyncio.
 
-    Messages are taken from ``messages`` only as the engine's queue has
-    room (``queue_capacity``), so a generator of millions of messages is
-    sent in flat memory, and a result the caller drops is freed.  The
+    Messages are taken from ``messages`` just ahead of the connections (a
+    few per connection, never more than ``queue_capacity`` unsettled), so
+    a generator of millions of messages is sent in flat memory, and a
+    result the caller drops is freed.  The
     arguments and settings are checked before anything is sent, as for
     :func:`deliver`; an item of ``messages`` that is not a
     :class:`Message` raises :class:`~smtpstate.errors.InvalidTypeError` when
@@ -891,12 +900,12 @@ def _run(
     messages complete; closes the engine however it ends.  Each item is
     checked to be a Message as it is taken."""
     try:
-        waiting: tuple[int, Message] | None = None
+        feed = _Feed(queue)
         while True:
-            waiting = _submit_some(engine, queue, waiting)
-            if waiting is None and not engine.in_flight:
+            feed.fill(engine)
+            if feed.exhausted and not engine.in_flight:
                 break
-            refill_at = config.queue_capacity // 2 if waiting is not None else 0
+            refill_at = 0 if feed.exhausted else engine.window // 2
             yield engine.step(-1, refill_at)
         engine.drain()
         while not engine.idle:
@@ -908,23 +917,39 @@ def _run(
     yield done
 
 
-def _submit_some(
-    engine: _Engine,
-    queue: Iterator[tuple[int, Any]],
-    waiting: tuple[int, Message] | None,
-) -> tuple[int, Message] | None:
-    """Submits until the queue is full; returns the message still waiting."""
-    submit = engine.submit
-    while True:
-        item = waiting if waiting is not None else next(queue, None)
-        if item is None:
-            return None
-        message = item[1]
-        if type(message) is not Message and not isinstance(message, Message):
-            raise InvalidTypeError(f"expected Message, not {type(message).__name__}")
-        if not submit(item[0], message):
-            return item
-        waiting = None
+class _Feed:
+    """The caller's (index, message) pairs, handed to an engine as its
+    window has room; each item is checked to be a Message as it is taken."""
+
+    __slots__ = ("items", "waiting", "exhausted")
+
+    def __init__(self, items: Iterator[tuple[int, Any]]) -> None:
+        self.items = items
+        self.waiting: tuple[int, Message] | None = None
+        self.exhausted = False
+
+    def fill(self, engine: _Engine) -> None:
+        """Submits until the window is full, the queue refuses (the item
+        then waits here) or the items run out."""
+        in_flight = engine.in_flight
+        window = engine.window
+        submit = engine.submit
+        while len(in_flight) < window:
+            item = self.waiting
+            if item is None:
+                item = next(self.items, None)
+                if item is None:
+                    self.exhausted = True
+                    return
+            message = item[1]
+            if type(message) is not Message and not isinstance(message, Message):
+                raise InvalidTypeError(
+                    f"expected Message, not {type(message).__name__}"
+                )
+            if not submit(item[0], message):
+                self.waiting = item
+                return
+            self.waiting = None
 
 
 async def deliver_async(
@@ -970,16 +995,13 @@ async def deliver_async(
     ready = asyncio.Event()
     loop.add_reader(engine.fd, ready.set)
     try:
-        queue = enumerate(items)
-        waiting: tuple[int, Message] | None = None
-        exhausted = False
+        feed = _Feed(enumerate(items))
         while True:
-            if not exhausted:
-                waiting = _submit_some(engine, queue, waiting)
-                exhausted = waiting is None
+            if not feed.exhausted:
+                feed.fill(engine)
             for _, result in engine.step(0, batch=0):
                 yield result
-            if exhausted and not engine.in_flight:
+            if feed.exhausted and not engine.in_flight:
                 break
             await _wait(ready, engine.next_deadline())
         # Idle is checked after every step: a wait with nothing open and no
