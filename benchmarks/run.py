@@ -153,7 +153,9 @@ SENDER_LIST = [
 
 
 def command(sender: str, port: int, count: int, w: Workload) -> list[str]:
-    per_conn = "100" if w.reuse else "1"
+    # Reused as smtp-source -d reuses them: each connection slot keeps one
+    # connection for the whole run.
+    per_conn = str(count) if w.reuse else "1"
     if sender == ANCHOR:
         # -l is the payload after smtp-source's own few header lines; the
         # other senders' --size is the whole message.

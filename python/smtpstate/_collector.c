@@ -54,6 +54,13 @@ struct smtpstate_py_collector {
     /* The message records smtpstate_py_submit fills (private to C). */
     void *records_free, *records_done, *record_chunks;
     uint64_t last_id;
+    /* Where and what smtpstate_py_submit sends (smtpstate_py_use): set
+     * once per destination and per envelope, not once per message. */
+    smtp_scheduler *sched;
+    const smtp_destination *dest;
+    const char *sender;
+    const char *const *recipients;
+    size_t nrecipients;
 };
 /* cdef-end */
 
@@ -152,37 +159,54 @@ static int collector_column(struct smtpstate_py_collector *c, int64_t *row,
     return 0;
 }
 
+/* The scheduler and destination of the next submissions. */
+static void smtpstate_py_use_destination(struct smtpstate_py_collector *c,
+                                         smtp_scheduler *sched,
+                                         const smtp_destination *dest)
+{
+    c->sched = sched;
+    c->dest = dest;
+}
+
+/* The envelope of the next submissions, until the next call. */
+static void smtpstate_py_use_envelope(struct smtpstate_py_collector *c,
+                                      const char *sender,
+                                      const char *const *recipients,
+                                      size_t nrecipients)
+{
+    c->sender = sender;
+    c->recipients = recipients;
+    c->nrecipients = nrecipients;
+}
+
 /*
- * Fills a record from the collector's pool and submits it.  Returns the
- * message's id (1 and up, echoed in its outcomes' rows), or the negative
- * SMTP_E* code of smtp_scheduler_submit (the record goes back; nothing
- * was queued), or SMTP_ENOMEM.  The caller keeps every pointer valid
- * until the message's last outcome row is read.
+ * Fills a record from the collector's pool with the current envelope and
+ * this body (data/len, or the file at path when path is non-NULL) and
+ * submits it.  Returns the message's id (1 and up, echoed in its
+ * outcomes' rows), or the negative SMTP_E* code of smtp_scheduler_submit
+ * (the record goes back; nothing was queued), or SMTP_ENOMEM.  The caller
+ * keeps every pointer valid until the message's last outcome row is read.
  */
 static int64_t smtpstate_py_submit(struct smtpstate_py_collector *c,
-                                   smtp_scheduler *sched,
-                                   const smtp_destination *dest,
-                                   const char *sender,
-                                   const char *const *recipients,
-                                   size_t nrecipients, const char *data,
-                                   size_t len, const char *path)
+                                   const char *data, size_t len,
+                                   const char *path)
 {
     struct py_record *r = record_take(c);
 
     if (r == NULL)
         return SMTP_ENOMEM;
     r->msg = (smtp_message){
-        .sender = sender,
-        .recipients = recipients,
-        .nrecipients = nrecipients,
+        .sender = c->sender,
+        .recipients = c->recipients,
+        .nrecipients = c->nrecipients,
         .data = data,
         .len = len,
         .path = path,
         .id = c->last_id + 1,
     };
-    r->due = nrecipients;
+    r->due = c->nrecipients;
 
-    int rc = smtp_scheduler_submit(sched, dest, &r->msg);
+    int rc = smtp_scheduler_submit(c->sched, c->dest, &r->msg);
     if (rc != 0) {
         record_give_back(c, r);
         return rc;

@@ -326,11 +326,15 @@ void smtpstate_py_on_event(const smtp_event *e, void *arg);
 void smtpstate_py_collector_reset(struct smtpstate_py_collector *c);
 void smtpstate_py_collector_free(struct smtpstate_py_collector *c);
 void smtpstate_py_request_stop(void);
+void smtpstate_py_use_destination(struct smtpstate_py_collector *c,
+                                  smtp_scheduler *sched,
+                                  const smtp_destination *dest);
+void smtpstate_py_use_envelope(struct smtpstate_py_collector *c,
+                               const char *sender,
+                               const char *const *recipients,
+                               size_t nrecipients);
 int64_t smtpstate_py_submit(struct smtpstate_py_collector *c,
-                            smtp_scheduler *sched, const smtp_destination *dest,
-                            const char *sender, const char *const *recipients,
-                            size_t nrecipients, const char *data, size_t len,
-                            const char *path);
+                            const char *data, size_t len, const char *path);
 int smtpstate_py_run(smtp_scheduler *sched, struct smtpstate_py_collector *c,
                      int timeout_ms, size_t want, size_t refill_at);
 

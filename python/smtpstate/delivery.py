@@ -15,6 +15,7 @@ import enum
 import functools
 import os
 import re
+import struct
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -388,12 +389,14 @@ class Settings:
 
 
 _EAGAIN = lib.SMTP_EAGAIN
+_submit = lib.smtpstate_py_submit
 # Outcomes gathered in C before Python converts them: few enough that the
 # results stream and the collector stays small, enough that entering
 # Python costs little per message.
 _BATCH = 256
 _MIN_WINDOW = 64
-_COLUMNS = lib.SMTPSTATE_PY_OUTCOME_COLUMNS
+# An outcome's row as C lays it out: OUTCOME_COLUMNS int64_t.
+_ROW = struct.Struct(f"={lib.SMTPSTATE_PY_OUTCOME_COLUMNS}q")
 
 
 def _utf8(raw: bytes) -> str:
@@ -434,6 +437,7 @@ class _Engine:
         if self._sched == ffi.NULL:
             code = lib.smtp_last_error_code()
             raise error_from_code(code, ffi.string(lib.smtp_last_error()).decode())
+        lib.smtpstate_py_use_destination(self._collector, self._sched, self.dest)
         _Engine.live += 1
         self._refused: list[tuple[int, Any]] = []
         # The last envelope's C strings (_build): (sender, char[]) and
@@ -487,28 +491,20 @@ class _Engine:
     def submit(self, index: int, message: Message) -> bool:
         """Hands a message to C; False when the queue is full (nothing was
         queued: submit it again after a step)."""
-        if message.sender != self._sender[0]:
-            self._sender = (message.sender, ffi.new("char[]", message.sender.encode()))
-        recipients = message.recipients
-        if recipients != self._recipients[0]:
-            rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
-            self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
+        if message.sender != self._sender[0] or (
+            message.recipients != self._recipients[0]
+        ):
+            self._use_envelope(message)
         data = message.data
         if type(data) is bytes or isinstance(data, _BYTES):
-            buf = body = ffi.from_buffer(data)
-            size = len(buf)
-            path = ffi.NULL
+            buf = ffi.from_buffer(data)
+            msg_id = _submit(self._collector, buf, len(buf), ffi.NULL)
         else:
-            buf = path = ffi.new("char[]", os.fsencode(data))
-            body = ffi.NULL
-            size = 0
-        n = len(recipients)
-        msg_id = lib.smtpstate_py_submit(
-            self._collector, self._sched, self.dest, self._sender[1],
-            self._recipients[2], n, body, size, path,
-        )  # fmt: skip
+            buf = ffi.new("char[]", os.fsencode(data))
+            msg_id = _submit(self._collector, ffi.NULL, 0, buf)
         if msg_id > 0:
             # What C points into is held until the message's last outcome.
+            n = len(message.recipients)
             self.in_flight[msg_id] = [
                 index, message, [None] * n if n > 1 else None, n,
                 self._sender, self._recipients, buf,
@@ -526,6 +522,21 @@ class _Engine:
             (index, self._finish(message, self._local_rows(message, msg_id, why)))
         )
         return True
+
+    def _use_envelope(self, message: Message) -> None:
+        """The C strings of the message's envelope, for this and the next
+        messages until one differs: a batch usually repeats its sender and
+        recipients.  Each in-flight entry holds the strings it was sent
+        with, so they live until its last outcome."""
+        if message.sender != self._sender[0]:
+            self._sender = (message.sender, ffi.new("char[]", message.sender.encode()))
+        recipients = message.recipients
+        if recipients != self._recipients[0]:
+            rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
+            self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
+        lib.smtpstate_py_use_envelope(
+            self._collector, self._sender[1], self._recipients[2], len(recipients)
+        )
 
     @staticmethod
     def _local_rows(message: Message, rc: int, why: str) -> tuple[Any, ...]:
@@ -567,15 +578,15 @@ class _Engine:
         done, self._refused = self._refused, []
         text = ffi.unpack(c.text, c.text_len) if c.text_len else b""
         if c.n_outcomes:
-            cells = ffi.unpack(c.outcomes, c.n_outcomes * _COLUMNS)
+            cells = ffi.buffer(c.outcomes, c.n_outcomes * _ROW.size)
             # Replies are ASCII as a rule: then the arena is decoded once
             # and each string is a slice of it.
             arena = text.decode("ascii") if text.isascii() else None
             in_flight = self.in_flight
             finish = self._finish
             for (message_id, rcpt, kind, code, enh_at, enh_len, text_at, text_len,
-                 stage, state_at, state_len, bounce, error, session) in zip(
-                     *[iter(cells)] * _COLUMNS, strict=True):  # fmt: skip
+                 stage, state_at, state_len, bounce, error, session) in (
+                     _ROW.iter_unpack(cells)):  # fmt: skip
                 if arena is not None:
                     enhanced = arena[enh_at : enh_at + enh_len]
                     reply = arena[text_at : text_at + text_len]
