@@ -294,10 +294,16 @@ class Session:
 
     def next(self, state_id: int | None = None) -> None:
         """Moves on: to the default next state, or to ``state_id``."""
-        dc = self._need_dc()
-        self._once("next")
+        dc = self._dc
+        # The usual call (live, with a context, first move, default next
+        # state) is checked inline: a state that runs per message calls it
+        # once per message.
+        if self._conn is None or dc is None or self._moved is not None:
+            dc = self._need_dc()
+            self._once("next")
         target = ffi.NULL
         if state_id is not None:
+            dc = self._need_dc()
             target = lib.smtp_get_state(_state_id(state_id))
             if target == ffi.NULL:
                 _raise_last_error()
@@ -734,6 +740,9 @@ def _escaped(default: Any) -> Callable[..., Any]:
     return onerror
 
 
+_ESTATE = int(lib.SMTP_ESTATE)
+
+
 def _registration_of(record: Any) -> _Registration | None:
     if _interpreter_exiting or record == ffi.NULL or record.closure == ffi.NULL:
         return None
@@ -779,7 +788,7 @@ def _py_state_callback(
     registration = _registration_of(conn.state)
     if registration is None or registration.state.callback is None:
         return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, b"Python state is gone"))
-    session = Session(conn, dc, connh)
+    session = Session(conn, dc if dc != ffi.NULL else None, connh)
     ok, wanted = _call_with_session(
         registration, registration.state.callback, session, int(events)
     )
@@ -804,10 +813,18 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     registration = _registration_of(self)
     if registration is None or registration.state.setup is None:
         return 0
-    session = Session(connh.conn, dc, connh)
-    ok, result = _call_with_session(registration, registration.state.setup, session)
-    if session._closed or not ok:
-        return int(lib.SMTP_ESTATE)
+    # _call_with_session written out: a state's setup runs once per
+    # message when it sits in the transaction.
+    session = Session(connh.conn, dc if dc != ffi.NULL else None, connh)
+    try:
+        result = registration.state.setup(session)
+    except BaseException as exc:
+        _contain(registration, session, exc)
+        return _ESTATE
+    finally:
+        session._conn = None
+    if session._closed:
+        return _ESTATE
     if result is None:
         return 0
     if isinstance(result, int) and not result & ~(_WANT_BITS | SKIP):
@@ -815,7 +832,7 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     registration.last_exception = TypeError(
         f"state {registration.state.name!r} setup returned {result!r}"
     )
-    return int(lib.SMTP_ESTATE)
+    return _ESTATE
 
 
 @ffi.def_extern(onerror=_escaped(None))
