@@ -1,7 +1,8 @@
 /*
- * _collector.c - compiled into the binding: gathers outcomes and events
- * in C while the loop runs, so Python is entered once per loop turn to
- * read them all, never once per reply or per recipient.
+ * _collector.c - compiled into the binding: submits messages from a pool
+ * of records, runs turns of the loop, and gathers outcomes and events in
+ * C meanwhile, so Python is entered once per batch of outcomes to read
+ * them all, never once per reply or per recipient.
  *
  * Strings are copied into one text arena, since the engine's pointers
  * are valid only during its callback.  An outcome is a row of integers

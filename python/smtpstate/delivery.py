@@ -1,11 +1,12 @@
 """Sending messages from Python through the C engine.
 
 :func:`deliver` returns one :class:`MessageResult` per message, in input
-order; :func:`deliver_async` yields them as messages complete, stepping the
-C loop on the asyncio thread through the scheduler's descriptor.  Either
-way Python is entered once per turn of the C loop to collect the outcomes
-gathered in C (plus once per call of a Python state's callable), never per
-reply or per recipient.
+order; :func:`deliver_iter` yields them as messages complete;
+:func:`deliver_async` does so as an async generator, stepping the C loop
+on the asyncio thread through the scheduler's descriptor.  Python is
+entered once per batch of outcomes gathered in C (at most once per loop
+turn for asyncio), plus once per call of a Python state's callable, never
+per reply or per recipient.
 """
 
 from __future__ import annotations
