@@ -223,6 +223,9 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
             len = c->body_end - c->body_start;
         } else {
             if (c->txn.body_done) {
+                smtp__chain_next_transaction(c);
+                if (c->closed)
+                    return 0;
                 smtp_next_state(dc, connh, NULL, now);
                 return SMTP_WANT_READ;
             }

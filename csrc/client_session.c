@@ -118,6 +118,7 @@ bool smtp__await_reply(struct smtp__conn *c, int events, const int *codes,
 
 int smtp__server_closing(struct smtp__conn *c)
 {
+    smtp__conn_give_back_chained(c);
     smtp__settle_unsettled(c, SMTP_OUTCOME_TRANSIENT, &c->dc.last_reply,
                            smtp__conn_stage(c));
     return smtp__conn_fail(c, 0, "the server is closing (421)");

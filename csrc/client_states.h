@@ -96,5 +96,9 @@ struct smtp__msg *smtp__txn_msg(struct smtp__conn *c);
  * connection closes.  Returns true when it did so.
  */
 bool smtp__closed_before_mail_reply(struct smtp__conn *c);
+/* Right after the end of data went out: with PIPELINING and only built-in
+ * states between the anchor and DATA, sends the next message's MAIL,
+ * RCPTs and DATA now, so that its replies come with the body's. */
+void smtp__chain_next_transaction(struct smtp__conn *c);
 
 #endif /* SMTPSTATE_CLIENT_STATES_H */

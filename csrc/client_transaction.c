@@ -8,6 +8,12 @@
  * With none it waits, idle, until work arrives or the idle time ends.
  * Each recipient's reply decides that recipient alone; the message's
  * accepted recipients are decided by DATA and the confirmation.
+ *
+ * With PIPELINING the next message's group may go out right behind the
+ * end of the previous message's data (RFC 2920 3.1), before its reply is
+ * read; the anchor then takes that transaction up as already sent.  Only
+ * when no caller's state sits between the anchor and MAIL FROM, and only
+ * for a body in memory.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -148,6 +154,26 @@ static int go_idle(struct smtp__conn *c)
     return SMTP_WANT_READ;
 }
 
+/* Takes up the transaction whose group went out behind the last end of
+ * data: its replies are the bytes now due, so none is unsolicited. */
+static int take_next(struct smtp__conn *c)
+{
+    c->has_next = false;
+    smtp__conn_batch_compact(c);
+    for (size_t i = 0; i < c->batch_len; i++) {
+        if (c->batch[i] == c->next_msg) {
+            c->txn = c->next_txn;
+            c->txn.msg = (int)i;
+            c->dc.current = (int)i;
+            return SMTP_STATE_SKIP;
+        }
+    }
+    /* Its recipients were settled meanwhile, which only a failure of the
+     * connection does: the replies due can no longer be matched. */
+    return smtp__conn_fail(c, SMTP_EPROTO, "the next transaction's message "
+                           "left the batch before its replies");
+}
+
 int smtp__transaction_setup(const smtp_state *self, delivery_construct *dc,
                             connection_handle *connh, struct timeval *now)
 {
@@ -157,6 +183,8 @@ int smtp__transaction_setup(const smtp_state *self, delivery_construct *dc,
 
     (void)self;
     txn_reset(c);
+    if (c->has_next)
+        return take_next(c);
     if (c->need_rset) {
         smtp__jump(c, SMTP_STATE_RSET, now);
         return 0;
@@ -253,19 +281,21 @@ static const char *size_param(char out[32], size_t n)
     return p;
 }
 
+static bool send_mail_group(struct smtp__conn *c, struct smtp__msg *msg);
+
 int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
                      connection_handle *connh, struct timeval *now)
 {
     struct smtp__conn *c = smtp__conn_of(connh->conn);
     struct smtp__msg *msg = smtp__txn_msg(c);
-    char size_buf[32];
-    const char *size = "";
 
     (void)self;
     if (msg == NULL) {
         smtp__jump(c, SMTP_STATE_TRANSACTION, now);
         return 0;
     }
+    if (c->txn.group_sent)
+        return SMTP_WANT_READ;
     if (!body_open(c, msg)) {
         c->error = SMTP_EIO;
         strcpy(c->error_text, "the message file is not a readable regular "
@@ -277,6 +307,17 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
         smtp__jump(c, SMTP_STATE_TRANSACTION, now);
         return 0;
     }
+    return send_mail_group(c, msg) ? SMTP_WANT_READ : SMTP_ESTATE;
+}
+
+/* MAIL FROM for the open transaction and, with PIPELINING, its RCPTs and
+ * DATA in the same write; the replies are then read in order by MAIL
+ * FROM, RCPT TO and DATA.  False when the connection failed. */
+static bool send_mail_group(struct smtp__conn *c, struct smtp__msg *msg)
+{
+    char size_buf[32];
+    const char *size = "";
+
     if (c->pub.capabilities & SMTP_CAP_SIZE)
         size = size_param(size_buf, c->txn.body_len);
 
@@ -284,14 +325,73 @@ int smtp__mail_setup(const smtp_state *self, delivery_construct *dc,
                           NULL};
     static const char *const data[] = {"DATA\r\n", NULL};
     if (!smtp__send_joined(c, mail))
-        return SMTP_ESTATE;
+        return false;
     msg->began_in = c->pub.session_id;
-    /* With PIPELINING the whole group goes out in one write; the replies
-     * are then read in order by MAIL FROM, RCPT TO and DATA. */
-    if (c->txn.pipelined &&
-        (!smtp__send_rcpts(c, true) || !smtp__send_joined(c, data)))
-        return SMTP_ESTATE;
-    return SMTP_WANT_READ;
+    return !c->txn.pipelined ||
+           (smtp__send_rcpts(c, true) && smtp__send_joined(c, data));
+}
+
+/* The message find_work would take next, when its group can go out now:
+ * not the message still open, and with its body in memory (a file is
+ * opened when its own transaction starts).  One from the queue joins the
+ * batch only then, so a message left queued can still go to another
+ * connection. */
+static int chain_pick(struct smtp__conn *c)
+{
+    for (size_t i = 0; i < c->batch_len; i++) {
+        struct smtp__msg *msg = c->batch[i];
+        if (msg == NULL || msg->next_rcpt >= msg->nrcpt)
+            continue;
+        if ((int)i == c->txn.msg || msg->m->path != NULL)
+            return -1;
+        return (int)i;
+    }
+
+    struct smtp__msg *head = c->dest->queue_head;
+    if (head == NULL || head->m->path != NULL ||
+        c->messages_started >= smtp__config(c->sched)
+                                   ->max_messages_per_connection)
+        return -1;
+    return find_work(c);
+}
+
+/* The chain runs from the anchor straight into MAIL FROM: no state of a
+ * caller's is there to run before the next transaction's commands. */
+static bool anchor_leads_to_mail(void)
+{
+    return smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION)) ==
+           smtp_get_state(SMTP_STATE_MAIL_FROM);
+}
+
+void smtp__chain_next_transaction(struct smtp__conn *c)
+{
+    if (!c->txn.pipelined || c->has_next || c->need_rset || c->peer_closed ||
+        smtp__conn_has_unread(c) || !anchor_leads_to_mail())
+        return;
+
+    int index = chain_pick(c);
+    if (index < 0)
+        return;
+    struct smtp__msg *msg = c->batch[index];
+
+    struct smtp__txn current = c->txn;
+    int current_index = c->dc.current;
+
+    memset(&c->txn, 0, sizeof(c->txn));
+    c->txn.body_fd = -1;
+    txn_begin(c, index);
+    body_open(c, msg);
+    c->chaining = true;
+    bool sent = send_mail_group(c, msg);
+    c->chaining = false;
+    if (sent) {
+        c->txn.group_sent = true;
+        c->next_txn = c->txn;
+        c->next_msg = msg;
+        c->has_next = true;
+    }
+    c->txn = current;
+    c->dc.current = current_index;
 }
 
 int smtp__mail_callback(SMTP__CALLBACK_PARAMS)

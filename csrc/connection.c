@@ -89,12 +89,45 @@ static void quote_bad_reply(struct smtp__conn *c)
     c->bad_reply_len = 0;
 }
 
+void smtp__conn_give_back_chained(struct smtp__conn *c)
+{
+    struct smtp__txn *t = &c->txn;
+    struct smtp__msg *msg;
+
+    if (c->has_next)
+        t = &c->next_txn, msg = c->next_msg;
+    else if (t->group_sent && !t->in_data && !t->body_done &&
+             t->msg >= 0 && (size_t)t->msg < c->batch_len)
+        msg = c->batch[t->msg];
+    else
+        return;
+    c->has_next = false;
+    if (msg == NULL || msg->released)
+        return;
+    for (size_t r = t->rcpt_begin; r < t->rcpt_end; r++) {
+        if (msg->rcpt_status[r] == RCPT_SENT ||
+            msg->rcpt_status[r] == RCPT_ACCEPTED)
+            msg->rcpt_status[r] = RCPT_PENDING;
+    }
+    if (msg->next_rcpt > t->rcpt_begin)
+        msg->next_rcpt = t->rcpt_begin;
+    for (size_t i = 0; i < c->batch_len; i++) {
+        if (c->batch[i] == msg) {
+            c->batch[i] = NULL;
+            c->batch_pub[i] = NULL;
+            smtp__dest_push_front(msg->dest, msg);
+            break;
+        }
+    }
+}
+
 int smtp__conn_fail(struct smtp__conn *c, int error, const char *fmt, ...)
 {
     va_list ap;
 
     if (c->closed)
         return 0;
+    smtp__conn_give_back_chained(c);
     c->error = error;
     va_start(ap, fmt);
     vsnprintf(c->error_text, sizeof(c->error_text), fmt, ap);
@@ -208,7 +241,7 @@ SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
      * goes out: a command from a state inserted there would land in the
      * message, or draw a reply the confirmation could take for the
      * body's (DESIGN 8: delivered only on a 2xx to the end of data). */
-    if (c->txn.in_data)
+    if (c->txn.in_data && !c->chaining)
         return smtp__fail(SMTP_EPROTO, "smtp_conn_write: state %s may not "
                           "send between DATA and the reply to the end of "
                           "data (rule: no command inside the data phase)",

@@ -93,6 +93,8 @@ struct smtp__txn {
     uint64_t file_off;           /* first file byte not yet encoded */
     size_t body_pos;             /* in-memory bytes already encoded */
     bool body_done;              /* the terminator is queued */
+    bool group_sent;             /* MAIL, RCPTs and DATA went out behind
+                                    the previous message's end of data */
     bool in_data;                /* from DATA's 354 until the reply to the
                                     end of data is read: no command may go
                                     out, so no other reply can be taken
@@ -139,6 +141,13 @@ struct smtp__conn {
                                            it runs */
     int setup_want;              /* first events asked by the last setup */
     bool need_rset;
+    /* The next transaction, its group already sent behind the end of the
+     * current message's data (RFC 2920: content may begin a group); the
+     * anchor takes it up once the confirmation has read its reply. */
+    bool has_next;
+    bool chaining;               /* the engine itself writes that group */
+    struct smtp__msg *next_msg;
+    struct smtp__txn next_txn;
     bool closed_by_state;
     bool transitioned;
     const smtp_state *quit_from; /* the state that jumped to QUIT */
@@ -216,6 +225,12 @@ void smtp__conn_want(struct smtp__conn *c, int want);
 void smtp__wake(struct smtp__conn *c, int events);
 struct smtp__msg *smtp__dest_pop(struct smtp__dest *dest);
 void smtp__dest_push_front(struct smtp__dest *dest, struct smtp__msg *msg);
+/* A transaction whose commands went out behind the previous message's end
+ * of data and whose own data never went: back to the queue as never
+ * tried, since a fault of the previous transaction (an extra reply, a
+ * close after its reply) must not cost it.  Called before a failure
+ * settles the batch. */
+void smtp__conn_give_back_chained(struct smtp__conn *c);
 bool smtp__draining(const smtp_scheduler *sched);
 void smtp__msg_release(smtp_scheduler *sched, struct smtp__msg *msg);
 void smtp__conn_mark_idle(struct smtp__conn *c, bool idle);

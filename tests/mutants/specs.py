@@ -789,4 +789,71 @@ SPECS = [
         ),
         build="full",
     ),
+    Spec(
+        "chain-never",
+        "the next transaction's group waits for the reply to the end of data",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_next_group_goes_out_before_the_reply_to_the_end_of_data",
+            ),
+            node(
+                "test_chained_transactions.py",
+                "test_commands_after_the_body_are_pipelined_on_one_session",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_transaction.c",
+                "    if (!c->txn.pipelined || c->has_next || c->need_rset ||",
+                "    if (1 || !c->txn.pipelined || c->has_next || c->need_rset ||",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "chain-not-given-back",
+        "a chained transaction whose data never went is settled with the "
+        "failure of the transaction before it",
+        tuple(
+            node(
+                "test_chained_transactions.py",
+                f"test_fault_after_a_body_gives_the_chained_message_back[{f}]",
+            )
+            for f in ("extra-reply", "421-to-the-data")
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "    if (c->has_next)\n        t = &c->next_txn, msg = c->next_msg;",
+                "    if (0)\n        t = &c->next_txn, msg = c->next_msg;",
+            ),
+            Edit(
+                "csrc/connection.c",
+                "    else if (t->group_sent && !t->in_data && !t->body_done &&",
+                "    else if (0 && t->group_sent && !t->in_data && !t->body_done &&",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "chain-past-a-state",
+        "the next group is chained though a caller's state sits after the "
+        "transaction anchor",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_a_state_after_the_anchor_runs_before_each_next_group",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_transaction.c",
+                "    return smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION)) ==",
+                "    return 1 || "
+                "smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION)) ==",
+            ),
+        ),
+        build="full",
+    ),
 ]

@@ -1,0 +1,186 @@
+"""The next transaction's group behind the end of data (RFC 2920 section 3.1:
+the transfer of message content may be the first "command" of a group).
+
+With PIPELINING, when the body of a message has gone and another message
+waits for the connection, its MAIL FROM, RCPTs and DATA go out before the
+reply to the end of data is read: one round trip per message on a reused
+connection instead of two.  A fault of the first transaction (an extra
+reply, a close or a 421 after it) gives the second back to the queue as
+never tried, since its data never went.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+import smtpstate
+from servers import CLOSE_AFTER, Script
+from smtpstate import BuiltinState, Message, command_state
+
+SENDER = "sender@client.test"
+
+
+def body(i: int) -> bytes:
+    return (
+        f"From: a@client.test\r\nMessage-ID: <{i}@chain.test>\r\n"
+        f"Subject: chain {i}\r\n\r\nHello {i}.\r\n"
+    ).encode()
+
+
+def batch(n: int, rcpts: tuple[str, ...] = ("a@server.test",)) -> list[Message]:
+    return [Message(SENDER, rcpts, body(i), id=i) for i in range(n)]
+
+
+def withholding_server(port_box: list, log: list, n: int) -> None:
+    """Answers the end of each message's data only once it has read the next
+    message's DATA (the last one's at once): a client that waits for that
+    reply before its next MAIL FROM stalls until its deadline."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port_box.append(listener.getsockname()[1])
+        listener.settimeout(10)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(b"220 withholding.test ESMTP\r\n")
+            buf = b""
+
+            def until(marker: bytes) -> bytes:
+                nonlocal buf
+                while marker not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("client went away")
+                    buf += chunk
+                head, _, buf = buf.partition(marker)
+                return head + marker
+
+            until(b"\r\n")
+            conn.sendall(b"250-withholding.test\r\n250 PIPELINING\r\n")
+            log.append(until(b"DATA\r\n"))
+            conn.sendall(b"250 sender ok\r\n250 rcpt ok\r\n354 go on\r\n")
+            for i in range(n):
+                log.append(until(b"\r\n.\r\n"))
+                if i + 1 < n:
+                    # The next group must come before this reply is sent.
+                    log.append(until(b"DATA\r\n"))
+                    conn.sendall(
+                        b"250 2.0.0 kept\r\n250 sender ok\r\n250 rcpt ok\r\n"
+                        b"354 go on\r\n"
+                    )
+                else:
+                    conn.sendall(b"250 2.0.0 kept\r\n")
+            log.append(until(b"\r\n"))
+            conn.sendall(b"221 bye\r\n")
+
+
+def test_next_group_goes_out_before_the_reply_to_the_end_of_data():
+    port_box: list[int] = []
+    log: list[bytes] = []
+    thread = threading.Thread(
+        target=withholding_server, args=(port_box, log, 3), daemon=True
+    )
+    thread.start()
+    while not port_box:
+        time.sleep(0.01)
+    results = smtpstate.deliver(
+        batch(3), "127.0.0.1", port_box[0], concurrency=1,
+        timeouts={"confirm": 2},
+    )  # fmt: skip
+    thread.join(15)
+    # Waiting for each reply would have met the 2 s confirmation deadline.
+    assert [r.delivered for r in results] == [True] * 3, results
+    groups = [entry for entry in log if entry.endswith(b"DATA\r\n")]
+    assert (
+        groups
+        == [f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<a@server.test>\r\nDATA\r\n".encode()] * 3
+    )
+    assert log[-1] == b"QUIT\r\n"
+
+
+def test_commands_after_the_body_are_pipelined_on_one_session(
+    scripted_server_factory,
+):
+    server = scripted_server_factory(Script())
+    results = smtpstate.deliver(batch(4), "127.0.0.1", server.port, concurrency=1)
+    assert all(r.delivered for r in results)
+    (session,) = server.wait_for_closed_sessions(1)
+    mails = [
+        pipelined
+        for verb, pipelined in zip(session.verbs, session.pipelined, strict=True)
+        if verb == "MAIL"
+    ]
+    # Each MAIL after the first came before the reply to the data before it.
+    assert mails == [False, True, True, True]
+    assert [m.data for m in session.messages] == [body(i) for i in range(4)]
+
+
+FAULTS = {
+    "extra-reply": b"250 2.0.0 ok\r\n250 extra\r\n",
+    "close-after-250": CLOSE_AFTER(b"250 2.0.0 ok\r\n"),
+    "421-to-the-data": CLOSE_AFTER(b"421 4.3.2 shutting down\r\n"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault_after_a_body_gives_the_chained_message_back(
+    fault, scripted_server_factory
+):
+    # The first session's first end of data gets the fault; its chained
+    # second message never sent data there, so it goes to a new session
+    # and is delivered once.
+    server = scripted_server_factory(
+        Script(), per_session={0: Script(end_of_data=FAULTS[fault])}
+    )
+    results = smtpstate.deliver(batch(3), "127.0.0.1", server.port, concurrency=1)
+    first = results[0].recipients[0]
+    if fault == "421-to-the-data":
+        assert (first.outcome, first.code) == (smtpstate.Outcome.TRANSIENT, 421)
+    else:
+        assert first.delivered
+    assert [r.delivered for r in results[1:]] == [True, True], results
+    received = [m.data for m in server.wait_for_messages(3)]
+    assert sorted(received) == sorted(body(i) for i in range(3))
+    sessions = server.sessions
+    assert len(sessions) >= 2
+    # The second message's data never reached the first session (its group
+    # did when the server kept reading, as it does after an extra reply).
+    assert len(sessions[0].messages) == 1
+    if fault == "extra-reply":
+        assert sessions[0].verbs.count("MAIL") == 2
+
+
+def test_split_recipients_are_not_chained_past_their_own_transactions(
+    scripted_server_factory,
+):
+    server = scripted_server_factory(Script())
+    rcpts = ("a@server.test", "b@server.test", "c@server.test")
+    results = smtpstate.deliver(
+        batch(2, rcpts), "127.0.0.1", server.port, concurrency=1,
+        max_recipients_per_transaction=1,
+    )  # fmt: skip
+    assert all(r.delivered for r in results)
+    (session,) = server.wait_for_closed_sessions(1)
+    got = [(m.rcpts, m.data) for m in session.messages]
+    assert got == [((r,), body(i)) for i in range(2) for r in rcpts]
+
+
+def test_a_state_after_the_anchor_runs_before_each_next_group(
+    scripted_server_factory, registered
+):
+    # A per-message state must run between the reply to the end of data
+    # and the next MAIL FROM: nothing is chained past it.
+    server = scripted_server_factory(Script())
+    registered(command_state("noop-each", "NOOP"), BuiltinState.TRANSACTION)
+    results = smtpstate.deliver(batch(3), "127.0.0.1", server.port, concurrency=1)
+    assert all(r.delivered for r in results)
+    (session,) = server.wait_for_closed_sessions(1)
+    verbs = [v for v in session.verbs if v in ("NOOP", "MAIL", "DATA")]
+    assert verbs == ["NOOP", "MAIL", "DATA"] * 3
+    mails = [
+        p for v, p in zip(session.verbs, session.pipelined, strict=True) if v == "MAIL"
+    ]
+    assert mails == [False] * 3
