@@ -856,4 +856,37 @@ SPECS = [
         ),
         build="full",
     ),
+    Spec(
+        "py-async-results-held",
+        "deliver_async holds every result until the last turn instead of "
+        "streaming them",
+        (
+            node(
+                "test_delivery.py",
+                "test_async_streams_results_while_other_tasks_run",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/delivery.py",
+                "        feed = _Feed(enumerate(items))\n        while True:",
+                "        feed = _Feed(enumerate(items))\n        held = []\n"
+                "        while True:",
+            ),
+            Edit(
+                "python/smtpstate/delivery.py",
+                "            for _, result in engine.step(0, batch=0):\n"
+                "                yield result\n"
+                "            if feed.exhausted and not engine.in_flight:\n"
+                "                break\n",
+                "            for _, result in engine.step(0, batch=0):\n"
+                "                held.append(result)\n"
+                "            if feed.exhausted and not engine.in_flight:\n"
+                "                for result in held:\n"
+                "                    yield result\n"
+                "                break\n",
+            ),
+        ),
+        build="full",
+    ),
 ]
