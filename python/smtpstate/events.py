@@ -10,16 +10,40 @@ engine has none yet).
 
 from __future__ import annotations
 
-import json
-import logging
-from typing import IO, Any
+import functools
+from typing import IO, TYPE_CHECKING, Any
 
 from ._smtpstate_cffi import ffi, lib
 from .errors import InvalidTypeError
 
+if TYPE_CHECKING:
+    import logging
+
 __all__ = ["EventSink", "format_fields", "sink_for"]
 
-logger = logging.getLogger("smtpstate")
+
+# logging and json are imported when an event is first written: most
+# deliveries ask for none, and the two are a fifth of the package's
+# import time.
+@functools.cache
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("smtpstate")
+
+
+def __getattr__(name: str) -> Any:
+    """``logger``, the ``smtpstate`` logger, made on first use."""
+    if name == "logger":
+        return _logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
 
 _NAMES = {
     lib.SMTP_EVENT_CONNECT: "connect",
@@ -30,12 +54,14 @@ _NAMES = {
     lib.SMTP_EVENT_WIRE: "wire",
 }
 _INFO = {lib.SMTP_EVENT_CONNECT, lib.SMTP_EVENT_OUTCOME, lib.SMTP_EVENT_CLOSE}
+# logging.INFO and logging.DEBUG, fixed by the logging module's API.
+_INFO_LEVEL, _DEBUG_LEVEL = 20, 10
 
 
 def _quote(text: str) -> str:
     if text and all(c.isprintable() and c not in ' "=\\' for c in text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return _json_dumps(text)
 
 
 def format_fields(fields: dict[str, Any]) -> str:
@@ -58,11 +84,12 @@ class EventSink:
         """Writes one event's fields: a log line at INFO (``info``) or DEBUG,
         and a JSON line.  Worker processes forward their events here."""
         if self.log:
-            level = logging.INFO if info else logging.DEBUG
+            logger = _logger()
+            level = _INFO_LEVEL if info else _DEBUG_LEVEL
             if logger.isEnabledFor(level):
                 logger.log(level, "%s", format_fields(fields))
         if self.json_file is not None:
-            self.json_file.write(json.dumps(fields, ensure_ascii=False) + "\n")
+            self.json_file.write(_json_dumps(fields) + "\n")
 
     @staticmethod
     def _fields(ev: Any, text: bytes) -> dict[str, Any]:
