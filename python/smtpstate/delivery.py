@@ -129,8 +129,15 @@ def _check_address(what: str, value: object) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True, init=False)
-class Message:
+class _WeakReferable:
+    """Gives Message, a slotted class, its weak reference slot: the
+    dataclass option for it (weakref_slot) needs Python 3.11."""
+
+    __slots__ = ("__weakref__",)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Message(_WeakReferable):
     """A message to send: envelope sender, recipients and the RFC 5322 bytes.
 
     ``data`` is a bytes-like object or a path (``str`` or ``os.PathLike``) to
