@@ -111,3 +111,31 @@ def test_message_is_a_frozen_record_that_copies_and_pickles():
     # replace() goes through the same checks as the constructor.
     with pytest.raises(InvalidArgumentError, match="rule: address"):
         dataclasses.replace(m, sender="a\r\nb@x")
+
+
+def test_an_events_file_that_fails_midway_raises_its_own_error(
+    scripted_server_factory, tmp_path
+):
+    # The caller closes the events file while results still come, as when
+    # the iterator outlives the `with` block that opened it.  The write's
+    # own error must reach the caller and every connection close; closing
+    # the engine once read the failed batch's rows a second time and
+    # raised KeyError for messages it had already settled.
+    server = scripted_server_factory(Script())
+    rcpts = ["a@server.test", "b@server.test"]
+    batch = [Message(SENDER, rcpts, body(i), id=i) for i in range(200)]
+    seen = []
+    with open(tmp_path / "events.jsonl", "w") as events:
+        results = smtpstate.deliver_iter(
+            batch, "127.0.0.1", server.port, concurrency=1, json_events=events
+        )
+        with pytest.raises(ValueError, match="closed file"):
+            for result in results:
+                seen.append(result.message.id)
+                events.close()
+    assert 0 < len(seen) < len(batch)
+    opened = len(server.sessions)
+    assert opened >= 1 and len(server.wait_for_closed_sessions(opened)) == opened
+    # The engine is gone with its connections: another delivery runs.
+    again = smtpstate.deliver(batch[:2], "127.0.0.1", server.port)
+    assert [r.delivered for r in again] == [True, True]

@@ -580,9 +580,20 @@ class _Engine:
         return self.collect()
 
     def collect(self) -> list[tuple[int, MessageResult]]:
+        """The (index, result) pairs of the messages settled since the last
+        call.  The collector is emptied however this ends: rows left in it
+        after an exception (an events file that fails, an interrupt) would
+        be read again by close(), for messages already taken out of
+        in_flight."""
         c = self._collector
         if c.failed:
             raise SmtpStateError("out of memory while collecting outcomes")
+        try:
+            return self._read(c)
+        finally:
+            lib.smtpstate_py_collector_reset(c)
+
+    def _read(self, c: Any) -> list[tuple[int, MessageResult]]:
         done, self._refused = self._refused, []
         text = ffi.unpack(c.text, c.text_len) if c.text_len else b""
         if c.n_outcomes:
@@ -622,7 +633,6 @@ class _Engine:
                 done.append((flight[_INDEX], finish(flight[_MESSAGE], rows)))
         if c.n_events and self._event_sink is not None:
             self._event_sink.emit_batch(c.events, c.n_events, text)
-        lib.smtpstate_py_collector_reset(c)
         return done
 
     #: A message's result from its recipients' rows, all in by now (a
