@@ -562,9 +562,10 @@ class _Engine:
 
         The first turn waits up to ``timeout_ms``.  More turns follow in C
         until ``batch`` outcomes are in (0: one turn only, as an asyncio
-        caller wants), a turn finds nothing to do, or no more than
+        caller wants), a turn finds nothing to do, no more than
         ``refill_at`` messages are left unsettled (the caller has more to
-        submit).  An interrupt a Python state raised is raised here."""
+        submit), or 50 ms have passed since the first turn (so a signal is
+        seen).  An interrupt a Python state raised is raised here."""
         outer, _Engine.in_loop = _Engine.in_loop, True
         try:
             rc = lib.smtpstate_py_run(
