@@ -145,7 +145,8 @@ class Message(_WeakReferable):
     ``id`` is the caller's own and is carried to the result.  Raises
     :class:`~smtpstate.errors.InvalidArgumentError` (a ``ValueError``) for a
     CR, LF, NUL, angle bracket or lone surrogate in an address, no
-    recipients, or an unreadable file, and
+    recipients, an unreadable file or a memoryview that is not contiguous,
+    and
     :class:`~smtpstate.errors.InvalidTypeError` (a ``TypeError``) for an
     address, recipients or data of another type.
     """
@@ -177,12 +178,26 @@ class Message(_WeakReferable):
         for rcpt in recipients:
             if not _check_address("recipient", rcpt):
                 raise InvalidArgumentError("empty recipient (rule: address)")
-        if type(data) is not bytes and not isinstance(data, _BYTES):
-            _check_message_file(data)
+        if type(data) is not bytes:
+            if type(data) is memoryview:
+                _check_view(data)
+            elif not isinstance(data, _BYTES):
+                _check_message_file(data)
         _set_sender(self, sender)
         _set_message_recipients(self, recipients)
         _set_data(self, data)
         _set_id(self, id)
+
+
+def _check_view(data: memoryview) -> None:
+    """The engine reads a body in one piece: a strided view, which the
+    binding cannot hand over, would fail only at submission, after the
+    messages before it had been sent."""
+    if not data.c_contiguous:
+        raise InvalidArgumentError(
+            "message data is a memoryview that is not C-contiguous; pass "
+            "bytes(view) (rule: body)"
+        )
 
 
 def _check_message_file(data: object) -> None:
