@@ -3,6 +3,7 @@ from the caller's iterable only as the engine's queue has room."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import pickle
@@ -51,6 +52,51 @@ def test_results_stream_while_messages_are_still_being_made(scripted_server_fact
     assert sorted(m.rcpts[0] for m in received) == sorted(
         f"r{i}@server.test" for i in range(300)
     )
+
+
+@pytest.mark.parametrize("mode", ["iter", "async"])
+def test_results_of_vanished_files_stream_too(mode, scripted_server_factory, tmp_path):
+    # Every message's file is gone by the time the engine takes it, so each
+    # is settled at submission and none reaches a connection.  Those
+    # results held no place in the window: the whole input was read, and
+    # every result kept, before the first one came out.
+    server = scripted_server_factory(Script())
+    made: list[int] = []
+    seen_at_first_result: list[int] = []
+
+    def generate(n: int) -> Iterator[Message]:
+        for i in range(n):
+            path = tmp_path / f"{i}.eml"
+            path.write_bytes(body(i))
+            message = Message(SENDER, ["a@server.test"], path, id=i)
+            path.unlink()
+            made.append(i)
+            yield message
+
+    def take(result: smtpstate.MessageResult) -> int:
+        if not seen_at_first_result:
+            seen_at_first_result.append(len(made))
+        assert result.recipients[0].error == "SMTP_EINVAL", result.recipients
+        return result.message.id
+
+    settings = dict(concurrency=4, queue_capacity=16)
+    if mode == "iter":
+        results = smtpstate.deliver_iter(
+            generate(300), "127.0.0.1", server.port, **settings
+        )
+        ids = [take(result) for result in results]
+    else:
+
+        async def collect() -> list[int]:
+            results = smtpstate.deliver_async(
+                generate(300), "127.0.0.1", server.port, **settings
+            )
+            return [take(result) async for result in results]
+
+        ids = asyncio.run(asyncio.wait_for(collect(), 60))
+    assert seen_at_first_result[0] <= 16 + 1
+    assert sorted(ids) == list(range(300))
+    assert server.sessions == []
 
 
 def test_bad_arguments_raise_at_the_call_before_anything_is_sent(

@@ -951,7 +951,8 @@ def _run(
             if feed.exhausted and not engine.in_flight:
                 break
             refill_at = 0 if feed.exhausted else engine.window // 2
-            yield engine.step(-1, refill_at)
+            # Results settled at submission are due now, with no wait.
+            yield engine.step(0 if engine._refused else -1, refill_at)
         engine.drain()
         while not engine.idle:
             yield engine.step(-1)
@@ -975,11 +976,15 @@ class _Feed:
 
     def fill(self, engine: _Engine) -> None:
         """Submits until the window is full, the queue refuses (the item
-        then waits here) or the items run out."""
+        then waits here) or the items run out.  A message settled at
+        submission (its file gone) holds its place until its result is
+        collected: else a run of them would all be read, and kept, before
+        the first result."""
         in_flight = engine.in_flight
+        refused = engine._refused
         window = engine.window
         submit = engine.submit
-        while len(in_flight) < window:
+        while len(in_flight) + len(refused) < window:
             item = self.waiting
             if item is None:
                 item = next(self.items, None)
@@ -1044,11 +1049,15 @@ async def deliver_async(
         while True:
             if not feed.exhausted:
                 feed.fill(engine)
+            # Results settled at submission free their places in the
+            # window as they are collected: the feed goes on at once, as
+            # no descriptor may wake a wait when they were all there is.
+            settled_here = bool(engine._refused)
             for _, result in engine.step(0, batch=0):
                 yield result
             if feed.exhausted and not engine.in_flight:
                 break
-            await _wait(ready, engine.next_deadline())
+            await _wait(ready, 0 if settled_here else engine.next_deadline())
         # Idle is checked after every step: a wait with nothing open and no
         # deadline would never end.
         engine.drain()
