@@ -185,3 +185,33 @@ def test_an_events_file_that_fails_midway_raises_its_own_error(
     # The engine is gone with its connections: another delivery runs.
     again = smtpstate.deliver(batch[:2], "127.0.0.1", server.port)
     assert [r.delivered for r in again] == [True, True]
+
+
+class Fickle(Message):
+    """A hostile subclass: `recipients` is all of them at the first read,
+    then the first alone."""
+
+    __slots__ = ("reads",)
+
+    @property  # type: ignore[override]
+    def recipients(self) -> tuple[str, ...]:
+        full: tuple[str, ...] = Message.recipients.__get__(self)  # type: ignore[attr-defined]
+        reads = getattr(self, "reads", 0) + 1
+        object.__setattr__(self, "reads", reads)
+        return full if reads == 1 else full[:1]
+
+
+def test_a_subclass_cannot_make_python_expect_other_outcomes_than_c(
+    scripted_server_factory,
+):
+    # The outcomes a message waits for are the recipients C was given, not
+    # a later read of `recipients`: one read short, the second outcome
+    # found the message already finished (KeyError); one read long, it
+    # would never finish and the loop would spin.
+    server = scripted_server_factory(Script())
+    rcpts = ["a@server.test", "b@server.test", "c@server.test"]
+    fickle = Fickle(SENDER, rcpts, body(0), id=0)
+    (result,) = smtpstate.deliver_iter([fickle], "127.0.0.1", server.port)
+    assert result.message is fickle and result.delivered
+    (received,) = server.wait_for_messages(1)
+    assert list(received.rcpts) in (rcpts, rcpts[:1])

@@ -527,7 +527,10 @@ class _Engine:
             msg_id = _submit(self._collector, ffi.NULL, 0, buf)
         if msg_id > 0:
             # What C points into is held until the message's last outcome.
-            n = len(message.recipients)
+            # The outcomes due are the recipients C was given, counted
+            # from its strings: a Message subclass may answer
+            # `recipients` differently at each read.
+            n = len(self._recipients[1])
             self.in_flight[msg_id] = [
                 index, message, [None] * n if n > 1 else None, n,
                 self._sender, self._recipients, buf,
@@ -558,7 +561,10 @@ class _Engine:
             rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
             self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
         lib.smtpstate_py_use_envelope(
-            self._collector, self._sender[1], self._recipients[2], len(recipients)
+            self._collector,
+            self._sender[1],
+            self._recipients[2],
+            len(self._recipients[1]),
         )
 
     @staticmethod
