@@ -141,6 +141,25 @@ def test_message_that_is_not_bytes_or_a_readable_file_is_refused(data, tmp_path)
         Message(SENDER, ["r@server.test"], tmp_path)  # a directory
 
 
+def test_strided_memoryview_is_refused_when_the_message_is_made(
+    scripted_server_factory,
+):
+    # The binding hands C one contiguous buffer.  A strided view was taken
+    # by Message and failed only when its turn to be submitted came, with
+    # the messages before it already sent and their results lost.
+    server = scripted_server_factory(Script())
+    with pytest.raises(smtpstate.InvalidArgumentError, match="rule: body"):
+        Message(SENDER, ["r@server.test"], memoryview(BODY * 2)[::2])
+    # A contiguous view of any shape is sent as its bytes.
+    square = memoryview(bytearray(BODY[:24])).cast("B", (4, 6))
+    (result,) = smtpstate.deliver(
+        [Message(SENDER, ["r@server.test"], square)], "127.0.0.1", server.port
+    )
+    assert result.delivered
+    (msg,) = server.wait_for_messages(1)
+    assert msg.data == b"From: sender@client.test\r\n"
+
+
 def test_non_message_in_the_list_is_a_type_error(scripted_server_factory):
     server = scripted_server_factory(Script())
     with pytest.raises(TypeError, match="expected Message"):

@@ -138,3 +138,38 @@ def test_signal_ends_a_delivery_waiting_on_a_silent_server(scripted_server_facto
     assert seen and seen[0]["event"] == "connect", seen
     assert not [e for e in seen if e.get("error") == "SMTP_ETIMEOUT"], seen
     assert server.messages == []
+
+
+def test_signal_ends_a_delivery_busy_sending_large_bodies(smtp_sink, tmp_path):
+    # Bodies far larger than what goes out before the signal, to a sink
+    # that reads about as fast as the engine writes: the turns of the loop
+    # have writing to do and settle nothing.  The signal is taken by
+    # another thread (this one blocks it), so it cuts short no wait of the
+    # loop and Python sees it only when C returns.  The delivery must end
+    # while the bodies are on their way, and the sink count no message; a
+    # loop that ran turns until one settled something sent whole bodies
+    # first, then raised.
+    path = tmp_path / "large.eml"
+    with open(path, "wb") as large:
+        large.write(b"From: a@client.test\r\nSubject: large\r\n\r\n")
+        large.truncate(4 << 30)  # sparse: no disk is used
+    batch = [Message(SENDER, ["a@sink.test"], str(path), id=i) for i in range(2)]
+
+    def interrupt_from_this_thread() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    timer = threading.Timer(0.5, interrupt_from_this_thread)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in smtpstate.deliver_iter(
+                batch, "127.0.0.1", smtp_sink.port, concurrency=2
+            ):
+                pass
+    finally:
+        timer.cancel()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    assert smtp_sink.wait_for_sessions(2) == 2
+    assert smtp_sink.message_count() == 0

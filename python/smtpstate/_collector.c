@@ -13,6 +13,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The records below are also the binding's declarations (_build.py reads
  * them from here), so they are written once. */
@@ -298,10 +299,21 @@ static void smtpstate_py_request_stop(void)
  * turn: a wire trace can add a whole body per turn. */
 #define PY_TEXT_HIGH_WATER (1u << 20)
 
-/* The longest a turn after the first may wait.  A signal that arrives
- * while a turn is busy, not waiting, interrupts no wait: Python sees it
- * when these turns return, so this bounds how late Ctrl-C can be. */
+/* The longest a turn after the first may wait, and how long turns may go
+ * on after the first.  A signal that arrives while a turn is busy, not
+ * waiting, interrupts no wait: Python sees it when these turns return.
+ * Busy turns can follow one another without end (a large body to a fast
+ * server handles writes each turn, settling nothing), so the time
+ * bounds how late Ctrl-C can be, not the count of turns. */
 #define PY_LATER_WAIT_MS 50
+
+static uint64_t py_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /*
  * Runs turns of the loop so that Python is entered once per batch of
@@ -310,8 +322,9 @@ static void smtpstate_py_request_stop(void)
  * the collector holds `want` outcomes or events (0: after one turn) or
  * much text, when no more than `refill_at` messages are unsettled (the
  * caller has more to submit), when a turn handled nothing (a timeout or a
- * signal), or when a Python state caught an interrupt.  Returns the
- * connections handled, or the first negative SMTP_E* code.
+ * signal), when PY_LATER_WAIT_MS have passed since the first turn ended,
+ * or when a Python state caught an interrupt.  Returns the connections
+ * handled, or the first negative SMTP_E* code.
  */
 static int smtpstate_py_run(smtp_scheduler *sched,
                             struct smtpstate_py_collector *c, int timeout_ms,
@@ -319,6 +332,7 @@ static int smtpstate_py_run(smtp_scheduler *sched,
 {
     int wait = timeout_ms;
     int handled = 0;
+    uint64_t until = 0;
 
     py_stop_requested = 0;
     for (;;) {
@@ -331,6 +345,10 @@ static int smtpstate_py_run(smtp_scheduler *sched,
             c->n_outcomes >= want || c->n_events >= want ||
             c->text_len >= PY_TEXT_HIGH_WATER ||
             smtp_scheduler_pending(sched) <= refill_at)
+            return handled;
+        if (until == 0)
+            until = py_now_ms() + PY_LATER_WAIT_MS;
+        else if (py_now_ms() >= until)
             return handled;
         if (wait < 0 || wait > PY_LATER_WAIT_MS)
             wait = PY_LATER_WAIT_MS;

@@ -129,8 +129,15 @@ def _check_address(what: str, value: object) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True, init=False)
-class Message:
+class _WeakReferable:
+    """Gives Message, a slotted class, its weak reference slot: the
+    dataclass option for it (weakref_slot) needs Python 3.11."""
+
+    __slots__ = ("__weakref__",)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Message(_WeakReferable):
     """A message to send: envelope sender, recipients and the RFC 5322 bytes.
 
     ``data`` is a bytes-like object or a path (``str`` or ``os.PathLike``) to
@@ -138,7 +145,8 @@ class Message:
     ``id`` is the caller's own and is carried to the result.  Raises
     :class:`~smtpstate.errors.InvalidArgumentError` (a ``ValueError``) for a
     CR, LF, NUL, angle bracket or lone surrogate in an address, no
-    recipients, or an unreadable file, and
+    recipients, an unreadable file or a memoryview that is not contiguous,
+    and
     :class:`~smtpstate.errors.InvalidTypeError` (a ``TypeError``) for an
     address, recipients or data of another type.
     """
@@ -170,12 +178,26 @@ class Message:
         for rcpt in recipients:
             if not _check_address("recipient", rcpt):
                 raise InvalidArgumentError("empty recipient (rule: address)")
-        if type(data) is not bytes and not isinstance(data, _BYTES):
-            _check_message_file(data)
+        if type(data) is not bytes:
+            if type(data) is memoryview:
+                _check_view(data)
+            elif not isinstance(data, _BYTES):
+                _check_message_file(data)
         _set_sender(self, sender)
         _set_message_recipients(self, recipients)
         _set_data(self, data)
         _set_id(self, id)
+
+
+def _check_view(data: memoryview) -> None:
+    """The engine reads a body in one piece: a strided view, which the
+    binding cannot hand over, would fail only at submission, after the
+    messages before it had been sent."""
+    if not data.c_contiguous:
+        raise InvalidArgumentError(
+            "message data is a memoryview that is not C-contiguous; pass "
+            "bytes(view) (rule: body)"
+        )
 
 
 def _check_message_file(data: object) -> None:
@@ -505,7 +527,10 @@ class _Engine:
             msg_id = _submit(self._collector, ffi.NULL, 0, buf)
         if msg_id > 0:
             # What C points into is held until the message's last outcome.
-            n = len(message.recipients)
+            # The outcomes due are the recipients C was given, counted
+            # from its strings: a Message subclass may answer
+            # `recipients` differently at each read.
+            n = len(self._recipients[1])
             self.in_flight[msg_id] = [
                 index, message, [None] * n if n > 1 else None, n,
                 self._sender, self._recipients, buf,
@@ -536,7 +561,10 @@ class _Engine:
             rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
             self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
         lib.smtpstate_py_use_envelope(
-            self._collector, self._sender[1], self._recipients[2], len(recipients)
+            self._collector,
+            self._sender[1],
+            self._recipients[2],
+            len(self._recipients[1]),
         )
 
     @staticmethod
@@ -555,9 +583,10 @@ class _Engine:
 
         The first turn waits up to ``timeout_ms``.  More turns follow in C
         until ``batch`` outcomes are in (0: one turn only, as an asyncio
-        caller wants), a turn finds nothing to do, or no more than
+        caller wants), a turn finds nothing to do, no more than
         ``refill_at`` messages are left unsettled (the caller has more to
-        submit).  An interrupt a Python state raised is raised here."""
+        submit), or 50 ms have passed since the first turn (so a signal is
+        seen).  An interrupt a Python state raised is raised here."""
         outer, _Engine.in_loop = _Engine.in_loop, True
         try:
             rc = lib.smtpstate_py_run(
@@ -573,9 +602,20 @@ class _Engine:
         return self.collect()
 
     def collect(self) -> list[tuple[int, MessageResult]]:
+        """The (index, result) pairs of the messages settled since the last
+        call.  The collector is emptied however this ends: rows left in it
+        after an exception (an events file that fails, an interrupt) would
+        be read again by close(), for messages already taken out of
+        in_flight."""
         c = self._collector
         if c.failed:
             raise SmtpStateError("out of memory while collecting outcomes")
+        try:
+            return self._read(c)
+        finally:
+            lib.smtpstate_py_collector_reset(c)
+
+    def _read(self, c: Any) -> list[tuple[int, MessageResult]]:
         done, self._refused = self._refused, []
         text = ffi.unpack(c.text, c.text_len) if c.text_len else b""
         if c.n_outcomes:
@@ -615,7 +655,6 @@ class _Engine:
                 done.append((flight[_INDEX], finish(flight[_MESSAGE], rows)))
         if c.n_events and self._event_sink is not None:
             self._event_sink.emit_batch(c.events, c.n_events, text)
-        lib.smtpstate_py_collector_reset(c)
         return done
 
     #: A message's result from its recipients' rows, all in by now (a
@@ -918,7 +957,8 @@ def _run(
             if feed.exhausted and not engine.in_flight:
                 break
             refill_at = 0 if feed.exhausted else engine.window // 2
-            yield engine.step(-1, refill_at)
+            # Results settled at submission are due now, with no wait.
+            yield engine.step(0 if engine._refused else -1, refill_at)
         engine.drain()
         while not engine.idle:
             yield engine.step(-1)
@@ -942,11 +982,15 @@ class _Feed:
 
     def fill(self, engine: _Engine) -> None:
         """Submits until the window is full, the queue refuses (the item
-        then waits here) or the items run out."""
+        then waits here) or the items run out.  A message settled at
+        submission (its file gone) holds its place until its result is
+        collected: else a run of them would all be read, and kept, before
+        the first result."""
         in_flight = engine.in_flight
+        refused = engine._refused
         window = engine.window
         submit = engine.submit
-        while len(in_flight) < window:
+        while len(in_flight) + len(refused) < window:
             item = self.waiting
             if item is None:
                 item = next(self.items, None)
@@ -1011,11 +1055,15 @@ async def deliver_async(
         while True:
             if not feed.exhausted:
                 feed.fill(engine)
+            # Results settled at submission free their places in the
+            # window as they are collected: the feed goes on at once, as
+            # no descriptor may wake a wait when they were all there is.
+            settled_here = bool(engine._refused)
             for _, result in engine.step(0, batch=0):
                 yield result
             if feed.exhausted and not engine.in_flight:
                 break
-            await _wait(ready, engine.next_deadline())
+            await _wait(ready, 0 if settled_here else engine.next_deadline())
         # Idle is checked after every step: a wait with nothing open and no
         # deadline would never end.
         engine.drain()
