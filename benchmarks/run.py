@@ -179,11 +179,10 @@ def command(sender: str, port: int, count: int, w: Workload) -> list[str]:
 
 
 # Messages per run, chosen so a run of the C driver takes about 1 to 2 s
-# (smtp-source, four round trips a message at concurrency 1, takes ~10 s
-# there) on a 2-core
-# machine (smtp-sink takes ~40,000-60,000 reused 1 KiB messages a second
-# on one core, the more the fewer round trips a message costs it):
-# (size, reuse, c1) -> (fast senders, slow senders).  CPU is per
+# on a 2-core machine (smtp-source, four round trips a message, takes
+# ~10 s at concurrency 1; smtp-sink takes ~40,000-60,000 reused 1 KiB
+# messages a second on one core, the more the fewer round trips a message
+# costs it): (size, reuse, c1) -> (fast senders, slow senders).  CPU is per
 # message, so the Python clients sending fewer only spreads their start-up
 # (~70 ms of CPU, as for the Python API) over fewer messages.
 COUNTS = {
