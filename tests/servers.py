@@ -1439,6 +1439,26 @@ class ScriptedServer:
         return self.sessions
 
 
+class SocketReader:
+    """Reads a raw socket up to a marker and keeps what came after it, for
+    the few servers a test writes by hand to hold a reply back."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.buf = b""
+
+    def until(self, marker: bytes) -> bytes:
+        """The bytes up to and including `marker`; raises ConnectionError
+        when the client closes first."""
+        while marker not in self.buf:
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise ConnectionError("client went away")
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(marker)
+        return head + marker
+
+
 # --------------------------------------------------------------------------
 # Postfix smtp-sink
 # --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import smtpstate
-from servers import CLOSE_AFTER, Script
+from servers import CLOSE_AFTER, Script, SocketReader
 from smtpstate import BuiltinState, Message, command_state
 
 SENDER = "sender@client.test"
@@ -46,18 +46,7 @@ def withholding_server(port_box: list, log: list, n: int) -> None:
         with conn:
             conn.settimeout(10)
             conn.sendall(b"220 withholding.test ESMTP\r\n")
-            buf = b""
-
-            def until(marker: bytes) -> bytes:
-                nonlocal buf
-                while marker not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("client went away")
-                    buf += chunk
-                head, _, buf = buf.partition(marker)
-                return head + marker
-
+            until = SocketReader(conn).until
             until(b"\r\n")
             conn.sendall(b"250-withholding.test\r\n250 PIPELINING\r\n")
             log.append(until(b"DATA\r\n"))

@@ -195,7 +195,8 @@ class Fickle(Message):
 
     @property  # type: ignore[override]
     def recipients(self) -> tuple[str, ...]:
-        full: tuple[str, ...] = Message.recipients.__get__(self)  # type: ignore[attr-defined]
+        slot = Message.recipients  # type: ignore[attr-defined]
+        full: tuple[str, ...] = slot.__get__(self)
         reads = getattr(self, "reads", 0) + 1
         object.__setattr__(self, "reads", reads)
         return full if reads == 1 else full[:1]

@@ -16,7 +16,7 @@ import pytest
 
 from canonical import canonical_body, wire_body
 from driver import run_driver
-from servers import CLOSE, CLOSE_AFTER, SILENCE, Script
+from servers import CLOSE, CLOSE_AFTER, SILENCE, Script, SocketReader
 
 SENDER = "sender@client.test"
 RCPTS = ["r0@server.test", "r1@server.test", "r2@server.test"]
@@ -718,18 +718,7 @@ def withholding_server(port_box: list, done: threading.Event, log: list) -> None
         with conn:
             conn.settimeout(10)
             conn.sendall(b"220 withholding.test ESMTP\r\n")
-            buf = b""
-
-            def until(marker: bytes) -> bytes:
-                nonlocal buf
-                while marker not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("client went away")
-                    buf += chunk
-                head, _, buf = buf.partition(marker)
-                return head + marker
-
+            until = SocketReader(conn).until
             until(b"\r\n")
             conn.sendall(b"250-withholding.test\r\n250 PIPELINING\r\n")
             group = until(b"DATA\r\n")

@@ -829,6 +829,25 @@ def _checked(messages: Iterable[Message]) -> Iterator[Message]:
         yield message
 
 
+def _call_arguments(
+    func: str,
+    host: str,
+    port: int,
+    helo: str | None,
+    source: str | None,
+    log_events: bool,
+    json_events: Any,
+    settings: dict[str, Any],
+) -> tuple[Destination, Settings, Any]:
+    """The checks every delivery function makes before anything is sent:
+    not from inside a state; the destination, the settings and the event
+    options each by its rule."""
+    _not_in_loop(func)
+    dest = _check_destination(Destination(host, port, helo, source))
+    config = _settings(settings)
+    return dest, config, _events.sink_for(log_events, json_events)
+
+
 def deliver(
     messages: Iterable[Message],
     host: str = "127.0.0.1",
@@ -869,11 +888,10 @@ def deliver(
     Called from a state's callable it raises
     :class:`~smtpstate.errors.LoopBusyError`: the loop is not re-entrant.
     """
-    _not_in_loop("deliver")
-    dest = _check_destination(Destination(host, port, helo, source))
-    config = _settings(settings)
+    dest, config, sink = _call_arguments(
+        "deliver", host, port, helo, source, log_events, json_events, settings
+    )
     items = list(_checked(messages))
-    sink = _events.sink_for(log_events, json_events)
     if workers != 1:
         from . import workers as _workers
 
@@ -915,10 +933,9 @@ def deliver_iter(
     still in flight are not yielded, and any of them may have been
     delivered.  Read it to the end to know every message's fate.
     """
-    _not_in_loop("deliver_iter")
-    dest = _check_destination(Destination(host, port, helo, source))
-    config = _settings(settings)
-    sink = _events.sink_for(log_events, json_events)
+    dest, config, sink = _call_arguments(
+        "deliver_iter", host, port, helo, source, log_events, json_events, settings
+    )
     if workers != 1:
         from . import workers as _workers
 
@@ -1029,10 +1046,9 @@ async def deliver_async(
     the messages are read in full first, and the worker processes' results
     are read on the asyncio thread.
     """
-    _not_in_loop("deliver_async")
-    dest = _check_destination(Destination(host, port, helo, source))
-    config = _settings(settings)
-    sink = _events.sink_for(log_events, json_events)
+    dest, config, sink = _call_arguments(
+        "deliver_async", host, port, helo, source, log_events, json_events, settings
+    )
     if workers != 1:
         from . import workers as _workers
 
