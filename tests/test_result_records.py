@@ -104,6 +104,8 @@ def test_result_is_frozen_compares_hashes_and_pickles(scripted_server_factory):
     copy = pickle.loads(pickle.dumps(again))
     assert isinstance(copy, MessageResult)
     built = MessageResult(batch[0], again.recipients)
+    with pytest.raises(smtpstate.InvalidArgumentError, match="exactly one outcome"):
+        MessageResult(batch[0], [])
     assert built == again and hash(built) == hash(again)
     assert copy.recipients == again.recipients and copy.message == batch[0]
     # Two deliveries differ in session ids and queue ids: not equal.

@@ -273,9 +273,15 @@ class MessageResult:
     message: Message
 
     def __init__(self, message: Message, recipients: Iterable[RecipientResult]) -> None:
+        made = tuple(recipients)
+        if not made:
+            raise InvalidArgumentError(
+                "a MessageResult needs one RecipientResult per recipient, not "
+                "none (rule: every recipient gets exactly one outcome)"
+            )
         _set_message(self, message)
         _set_rows(self, None)
-        _set_recipients(self, tuple(recipients))
+        _set_recipients(self, made)
 
     @property
     def recipients(self) -> tuple[RecipientResult, ...]:
