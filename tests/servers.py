@@ -1459,6 +1459,38 @@ class SocketReader:
         return head + marker
 
 
+class OneSessionServer:
+    """One session on a raw socket, for a test that holds a reply back in a
+    way a `Script` cannot say: the listener is bound at start, a thread
+    accepts one client, greets it, answers EHLO offering PIPELINING, then
+    runs ``session(conn, until)`` (`until` as `SocketReader.until`)."""
+
+    def __init__(self, session: Callable[[socket.socket, Callable], None]) -> None:
+        self._session = session
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> OneSessionServer:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float = 15.0) -> None:
+        self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        with self._listener as listener:
+            listener.settimeout(10)
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(10)
+                conn.sendall(b"220 one-session.test ESMTP\r\n")
+                until = SocketReader(conn).until
+                until(b"\r\n")
+                conn.sendall(b"250-one-session.test\r\n250 PIPELINING\r\n")
+                self._session(conn, until)
+
+
 # --------------------------------------------------------------------------
 # Postfix smtp-sink
 # --------------------------------------------------------------------------

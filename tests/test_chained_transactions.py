@@ -11,14 +11,10 @@ never tried, since its data never went.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 
 import smtpstate
-from servers import CLOSE_AFTER, Script, SocketReader
+from servers import CLOSE_AFTER, OneSessionServer, Script
 from smtpstate import BuiltinState, Message, command_state
 
 SENDER = "sender@client.test"
@@ -35,51 +31,39 @@ def batch(n: int, rcpts: tuple[str, ...] = ("a@server.test",)) -> list[Message]:
     return [Message(SENDER, rcpts, body(i), id=i) for i in range(n)]
 
 
-def withholding_server(port_box: list, log: list, n: int) -> None:
-    """Answers the end of each message's data only once it has read the next
-    message's DATA (the last one's at once): a client that waits for that
-    reply before its next MAIL FROM stalls until its deadline."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port_box.append(listener.getsockname()[1])
-        listener.settimeout(10)
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(10)
-            conn.sendall(b"220 withholding.test ESMTP\r\n")
-            until = SocketReader(conn).until
-            until(b"\r\n")
-            conn.sendall(b"250-withholding.test\r\n250 PIPELINING\r\n")
-            log.append(until(b"DATA\r\n"))
-            conn.sendall(b"250 sender ok\r\n250 rcpt ok\r\n354 go on\r\n")
-            for i in range(n):
-                log.append(until(b"\r\n.\r\n"))
-                if i + 1 < n:
-                    # The next group must come before this reply is sent.
-                    log.append(until(b"DATA\r\n"))
-                    conn.sendall(
-                        b"250 2.0.0 kept\r\n250 sender ok\r\n250 rcpt ok\r\n"
-                        b"354 go on\r\n"
-                    )
-                else:
-                    conn.sendall(b"250 2.0.0 kept\r\n")
-            log.append(until(b"\r\n"))
-            conn.sendall(b"221 bye\r\n")
+def withholding(log: list, n: int):
+    """A session that answers the end of each message's data only once it
+    has read the next message's DATA (the last one's at once): a client that
+    waits for that reply before its next MAIL FROM stalls until its
+    deadline."""
+
+    def session(conn, until) -> None:
+        log.append(until(b"DATA\r\n"))
+        conn.sendall(b"250 sender ok\r\n250 rcpt ok\r\n354 go on\r\n")
+        for i in range(n):
+            log.append(until(b"\r\n.\r\n"))
+            if i + 1 < n:
+                # The next group must come before this reply is sent.
+                log.append(until(b"DATA\r\n"))
+                conn.sendall(
+                    b"250 2.0.0 kept\r\n250 sender ok\r\n250 rcpt ok\r\n354 go on\r\n"
+                )
+            else:
+                conn.sendall(b"250 2.0.0 kept\r\n")
+        log.append(until(b"\r\n"))
+        conn.sendall(b"221 bye\r\n")
+
+    return session
 
 
 def test_next_group_goes_out_before_the_reply_to_the_end_of_data():
-    port_box: list[int] = []
     log: list[bytes] = []
-    thread = threading.Thread(
-        target=withholding_server, args=(port_box, log, 3), daemon=True
-    )
-    thread.start()
-    while not port_box:
-        time.sleep(0.01)
+    server = OneSessionServer(withholding(log, 3)).start()
     results = smtpstate.deliver(
-        batch(3), "127.0.0.1", port_box[0], concurrency=1,
+        batch(3), "127.0.0.1", server.port, concurrency=1,
         timeouts={"confirm": 2},
     )  # fmt: skip
-    thread.join(15)
+    server.join()
     # Waiting for each reply would have met the 2 s confirmation deadline.
     assert [r.delivered for r in results] == [True] * 3, results
     groups = [entry for entry in log if entry.endswith(b"DATA\r\n")]

@@ -7,16 +7,13 @@ received and each recipient's outcome as the driver printed it.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass
 
 import pytest
 
 from canonical import canonical_body, wire_body
 from driver import run_driver
-from servers import CLOSE, CLOSE_AFTER, SILENCE, Script, SocketReader
+from servers import CLOSE, CLOSE_AFTER, SILENCE, OneSessionServer, Script
 
 SENDER = "sender@client.test"
 RCPTS = ["r0@server.test", "r1@server.test", "r2@server.test"]
@@ -708,46 +705,32 @@ def test_unresolvable_host_settles_and_the_driver_returns(tmp_path, c_build):
     assert outcome["error"] == "SMTP_ECONNECT" and run.returncode == 75
 
 
-def withholding_server(port_box: list, done: threading.Event, log: list) -> None:
-    """A server that answers MAIL FROM only once it has read DATA: a client
+def withholding(log: list):
+    """A session that answers MAIL FROM only once it has read DATA: a client
     that waits for each reply before the next command stalls on it."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port_box.append(listener.getsockname()[1])
-        listener.settimeout(10)
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(10)
-            conn.sendall(b"220 withholding.test ESMTP\r\n")
-            until = SocketReader(conn).until
-            until(b"\r\n")
-            conn.sendall(b"250-withholding.test\r\n250 PIPELINING\r\n")
-            group = until(b"DATA\r\n")
-            log.append(group)
-            rcpts = group.count(b"RCPT TO:")
-            conn.sendall(b"250 sender ok\r\n" + b"250 rcpt ok\r\n" * rcpts
-                         + b"354 go on\r\n")  # fmt: skip
-            log.append(until(b"\r\n.\r\n"))
-            conn.sendall(b"250 2.0.0 kept\r\n")
-            log.append(until(b"\r\n"))
-            conn.sendall(b"221 bye\r\n")
-    done.set()
+
+    def session(conn, until) -> None:
+        group = until(b"DATA\r\n")
+        log.append(group)
+        rcpts = group.count(b"RCPT TO:")
+        conn.sendall(b"250 sender ok\r\n" + b"250 rcpt ok\r\n" * rcpts
+                     + b"354 go on\r\n")  # fmt: skip
+        log.append(until(b"\r\n.\r\n"))
+        conn.sendall(b"250 2.0.0 kept\r\n")
+        log.append(until(b"\r\n"))
+        conn.sendall(b"221 bye\r\n")
+
+    return session
 
 
 def test_pipelining_sends_mail_rcpts_and_data_before_any_reply(tmp_path, c_build):
-    port_box: list[int] = []
-    done = threading.Event()
     log: list[bytes] = []
-    thread = threading.Thread(
-        target=withholding_server, args=(port_box, done, log), daemon=True
-    )
-    thread.start()
-    while not port_box:
-        time.sleep(0.01)
+    server = OneSessionServer(withholding(log)).start()
     run = run_driver(
-        port_box[0], "--from", SENDER, *rcpt_args(RCPTS), "--timeout", "mail=2000",
+        server.port, "--from", SENDER, *rcpt_args(RCPTS), "--timeout", "mail=2000",
         str(message_file(tmp_path)),
     )  # fmt: skip
-    thread.join(15)
+    server.join()
     assert [o["result"] for o in run.outcomes] == ["delivered"] * 3, run.stderr
     assert log[0] == (
         f"MAIL FROM:<{SENDER}>\r\n".encode()

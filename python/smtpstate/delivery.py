@@ -901,11 +901,13 @@ def deliver(
     if workers != 1:
         from . import workers as _workers
 
-        return _workers.deliver(items, dest, config, sink, workers)
+        pairs = _workers.results(items, dest, config, sink, workers)
+    else:
+        engine = _Engine(dest, config, sink)
+        pairs = (p for done in _run(engine, enumerate(items), config) for p in done)
     results: list[MessageResult | None] = [None] * len(items)
-    for done in _run(_Engine(dest, config, sink), enumerate(items), config):
-        for index, result in done:
-            results[index] = result
+    for index, result in pairs:
+        results[index] = result
     return [r for r in results if r is not None]
 
 
@@ -945,9 +947,8 @@ def deliver_iter(
     if workers != 1:
         from . import workers as _workers
 
-        return _workers.deliver_iter(
-            list(_checked(messages)), dest, config, sink, workers
-        )
+        pairs = _workers.results(list(_checked(messages)), dest, config, sink, workers)
+        return (result for _, result in pairs)
     _check_iterable(messages)
     return _stream(messages, dest, config, sink)
 

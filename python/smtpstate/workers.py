@@ -87,7 +87,7 @@ from .errors import (
 from .events import EventSink, logger
 from .states import Stage
 
-__all__ = ["MAX_WORKERS", "check_count", "deliver", "deliver_async"]
+__all__ = ["MAX_WORKERS", "check_count", "deliver_async", "results"]
 
 #: Beyond a few per core more processes only add overhead; the bound keeps
 #: a typo such as 1000 from forking a thousand.
@@ -393,32 +393,16 @@ def _run(pool: _Pool, count: int) -> Iterator[tuple[int, MessageResult]]:
         pool.stop()
 
 
-def deliver(
+def results(
     items: list[Message],
     dest: Destination,
     settings: Settings,
     sink: EventSink | None,
     count: int,
-) -> list[MessageResult]:
-    """``smtpstate.deliver(..., workers=count)``: the results in input order."""
-    pool = _prepare(items, dest, settings, sink, count)
-    results: list[MessageResult | None] = [None] * len(items)
-    for index, result in _run(pool, count):
-        results[index] = result
-    return [r for r in results if r is not None]
-
-
-def deliver_iter(
-    items: list[Message],
-    dest: Destination,
-    settings: Settings,
-    sink: EventSink | None,
-    count: int,
-) -> Iterator[MessageResult]:
-    """``smtpstate.deliver_iter(..., workers=count)``: results as they come."""
-    pool = _prepare(items, dest, settings, sink, count)
-    for _, result in _run(pool, count):
-        yield result
+) -> Iterator[tuple[int, MessageResult]]:
+    """``smtpstate.deliver`` and ``deliver_iter`` with ``workers=count``:
+    (index, result) pairs as the workers report them."""
+    yield from _run(_prepare(items, dest, settings, sink, count), count)
 
 
 async def deliver_async(
