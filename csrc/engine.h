@@ -123,10 +123,11 @@ struct smtp__conn {
     char *wbuf;
     size_t wcap, wstart, wend;
 
-    /* encoded body bytes the socket did not take yet, body_buf[
-     * body_start..body_end); allocated only when a send falls short */
+    /* encoded body bytes the socket did not take yet, and the chained
+     * commands behind the last of them, body_buf[body_start..body_end)
+     * of body_cap; allocated only when a send falls short */
     char *body_buf;
-    size_t body_start, body_end;
+    size_t body_start, body_end, body_cap;
 
     int want;                    /* events the state waits for */
     int interest;                /* events registered with epoll */

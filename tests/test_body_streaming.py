@@ -80,6 +80,35 @@ def test_driver_streams_bodies_through_short_sends(
     assert [m.raw_data + b".\r\n" for m in received] == [wire_body(b) for b in bodies]
 
 
+def test_a_chained_group_waits_behind_the_rest_of_a_short_sent_body(
+    c_build, scripted_server_factory
+):
+    # In-memory bodies with PIPELINING: each message's MAIL group is
+    # chained behind the last chunk of the body before it.  Sends that fall
+    # short leave part of that chunk held, and the group must wait behind
+    # it: a group that overtook the body would land inside the data, one
+    # that was lost would leave the client waiting for its replies.
+    server = scripted_server_factory(Script())
+    size, count = 3 * CHUNK + 100, 4
+    run = run_driver(
+        server.port, "--from", SENDER, "--to", RCPT, "--concurrency", "1",
+        "--count", str(count), "--size", str(size), "--timeout", "mail=5000",
+        env=short_send_env(c_build), timeout=60,
+    )  # fmt: skip
+    assert [o["result"] for o in run.outcomes] == ["delivered"] * count, run.stderr
+    received = server.wait_for_messages(count)
+    for i, message in enumerate(received, 1):
+        assert b"MAIL FROM" not in message.data
+        assert f"Subject: message {i}\r\n".encode() in message.data
+        # The generated body, with the CRLF the engine adds when it lacks one.
+        assert len(message.data) - size in (0, 2)
+    (session,) = server.wait_for_closed_sessions(1)
+    mails = [
+        p for v, p in zip(session.verbs, session.pipelined, strict=True) if v == "MAIL"
+    ]
+    assert mails == [False] + [True] * (count - 1)
+
+
 def test_python_streams_in_memory_bodies_that_outgrow_a_chunk(
     scripted_server_factory,
 ):

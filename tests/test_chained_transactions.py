@@ -11,6 +11,9 @@ never tried, since its data never went.
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import pytest
 
 import smtpstate
@@ -157,3 +160,35 @@ def test_a_state_after_the_anchor_runs_before_each_next_group(
         p for v, p in zip(session.verbs, session.pipelined, strict=True) if v == "MAIL"
     ]
     assert mails == [False] * 3
+
+
+# Offset of tcpi_data_segs_in in Linux's struct tcp_info (since 4.6; the
+# struct only grows at its end): segments that carried data to this socket.
+TCPI_DATA_SEGS_IN = 152
+
+
+def data_segments_in(conn) -> int:
+    info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, TCPI_DATA_SEGS_IN)[0]
+
+
+def test_end_of_data_and_next_group_go_out_in_one_write():
+    # The server sees each message's end of data and the next MAIL group in
+    # one segment: one write per message on a reused connection, so the
+    # server reads and answers both at once.  (Bodies this small are well
+    # under the loopback MSS, and TCP only merges writes, never splits one.)
+    n = 20
+    log: list[bytes] = []
+    segments: list[int] = []
+    session = withholding(log, n)
+
+    def counting(conn, until) -> None:
+        session(conn, until)
+        segments.append(data_segments_in(conn))
+
+    server = OneSessionServer(counting).start()
+    results = smtpstate.deliver(batch(n), "127.0.0.1", server.port, concurrency=1)
+    server.join()
+    assert [r.delivered for r in results] == [True] * n, results
+    # EHLO, the first group, one per message, QUIT.
+    assert segments and segments[0] <= n + 3, segments

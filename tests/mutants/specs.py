@@ -838,6 +838,64 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "chain-in-a-second-write",
+        "the next transaction's group goes out in a write of its own after "
+        "the end of data",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_end_of_data_and_next_group_go_out_in_one_write",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "    long n = body_sendv(c, iov, queued > 0 ? 2 : 1);",
+                "    long n = body_sendv(c, iov, 1);",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "chain-dropped-behind-held-body",
+        "the chained group queued behind a part-sent last chunk is dropped",
+        (
+            node(
+                "test_body_streaming.py",
+                "test_a_chained_group_waits_behind_the_rest_of_a_short_sent_body",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "    if (queued > 0)\n"
+                "        memcpy(c->body_buf + len, c->wbuf + c->wstart, queued);\n",
+                "    need = len;\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "chain-overtakes-held-body",
+        "the chained group goes out before the rest of a part-sent last chunk",
+        (
+            node(
+                "test_body_streaming.py",
+                "test_a_chained_group_waits_behind_the_rest_of_a_short_sent_body",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_body.c",
+                "    if (queued > 0)\n"
+                "        memcpy(c->body_buf + len, c->wbuf + c->wstart, queued);\n"
+                "    c->wstart = c->wend = 0;\n",
+                "    need = len;\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "chain-not-given-back",
         "a chained transaction whose data never went is settled with the "
         "failure of the transaction before it",
