@@ -158,7 +158,9 @@ static long body_sendv(struct smtp__conn *c, struct iovec *iov, int iovcnt)
     for (int i = 0; i < iovcnt; i++)
         len += iov[i].iov_len;
     for (;;) {
-        ssize_t n = sendmsg(c->pub.fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = iovcnt == 1
+                        ? send(c->pub.fd, iov[0].iov_base, len, MSG_NOSIGNAL)
+                        : sendmsg(c->pub.fd, &mh, MSG_NOSIGNAL);
         if (n >= 0) {
             size_t left = (size_t)n;
             for (int i = 0; i < iovcnt && left > 0 &&

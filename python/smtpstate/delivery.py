@@ -165,8 +165,13 @@ class Message(_WeakReferable):
         data: bytes | bytearray | memoryview | str | os.PathLike[str],
         id: Any = None,
     ) -> None:
-        _check_address("sender", sender)
-        if type(recipients) is not tuple:
+        # The cache test inline: a call per address is most of the cost of
+        # a message whose envelope repeats.
+        if type(sender) is not str or sender not in _CHECKED_ADDRESSES:
+            _check_address("sender", sender)
+        if type(recipients) is list:
+            recipients = tuple(recipients)
+        elif type(recipients) is not tuple:
             if isinstance(recipients, _STRINGS) or not isinstance(recipients, Iterable):
                 raise InvalidTypeError(
                     "recipients must be a sequence of str, not "
@@ -176,6 +181,8 @@ class Message(_WeakReferable):
         if not recipients:
             raise InvalidArgumentError("no recipients (rule: at least one recipient)")
         for rcpt in recipients:
+            if type(rcpt) is str and rcpt in _CHECKED_ADDRESSES:
+                continue
             if not _check_address("recipient", rcpt):
                 raise InvalidArgumentError("empty recipient (rule: address)")
         if type(data) is not bytes:
@@ -1010,11 +1017,10 @@ class _Feed:
         submission (its file gone) holds its place until its result is
         collected: else a run of them would all be read, and kept, before
         the first result."""
-        in_flight = engine.in_flight
-        refused = engine._refused
-        window = engine.window
         submit = engine.submit
-        while len(in_flight) + len(refused) < window:
+        # Each submission takes one place, queued or settled at once.
+        room = engine.window - len(engine.in_flight) - len(engine._refused)
+        while room > 0:
             item = self.waiting
             if item is None:
                 item = next(self.items, None)
@@ -1030,6 +1036,7 @@ class _Feed:
                 self.waiting = item
                 return
             self.waiting = None
+            room -= 1
 
 
 async def deliver_async(
