@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "client_states.h"
+#include "state_table.h"
 
 enum { TXN_PICKING = 0, TXN_IDLE = 1 };
 
@@ -355,12 +356,20 @@ static int chain_pick(struct smtp__conn *c)
     return find_work(c);
 }
 
-/* The chain runs from the anchor straight into MAIL FROM: no state of a
- * caller's is there to run before the next transaction's commands. */
+/* The chain runs from the anchor into MAIL FROM through observers only:
+ * no state there may send before the next transaction's commands. */
 static bool anchor_leads_to_mail(void)
 {
-    return smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION)) ==
-           smtp_get_state(SMTP_STATE_MAIL_FROM);
+    const smtp_state *mail = smtp_get_state(SMTP_STATE_MAIL_FROM);
+    const smtp_state *s =
+        smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION));
+
+    while (s != mail) {
+        if (s == NULL || !smtp__state_is_observer(s))
+            return false;
+        s = smtp_state_next(s);
+    }
+    return true;
 }
 
 void smtp__chain_next_transaction(struct smtp__conn *c)

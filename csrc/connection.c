@@ -246,6 +246,10 @@ SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
                           "send between DATA and the reply to the end of "
                           "data (rule: no command inside the data phase)",
                           conn->state ? conn->state->name : "?");
+    if (smtp__state_is_observer(conn->state))
+        return smtp__fail(SMTP_EPROTO, "smtp_conn_write: state %s is an "
+                          "observer and may not send (rule: an observer "
+                          "only looks and moves on)", conn->state->name);
     /* A command goes out only when every reply due has been read: bytes
      * still unread now came when no reply was due (DESIGN 9). */
     if (c->rstart < c->rend)
@@ -324,6 +328,13 @@ static void run_setups(struct smtp__conn *c, smtp_state *target,
             r = target->setup(target, &c->dc, &c->handle, now);
         if (c->closed)
             return;
+        if (smtp__state_is_observer(target) && r >= 0 &&
+            c->jump_to == NULL && !(r & SMTP_STATE_SKIP)) {
+            smtp__conn_fail(c, SMTP_ESTATE, "observer state %s did not move "
+                            "on in its setup (rule: an observer only looks "
+                            "and moves on)", target->name);
+            return;
+        }
         if (c->jump_to != NULL) {
             target = c->jump_to;
             continue;
@@ -385,6 +396,13 @@ SMTP_API void smtp_next_state(delivery_construct *dc,
     else if (smtp__state_slot(target) == NULL) {
         smtp__conn_fail(c, SMTP_ESTATE, "smtp_next_state: %p is not a "
                         "registered state", (void *)target);
+        return;
+    }
+    if (state != NULL && smtp__state_is_observer(c->pub.state) &&
+        target != smtp_state_next(c->pub.state)) {
+        smtp__conn_fail(c, SMTP_ESTATE, "observer state %s jumped to %s "
+                        "(rule: an observer only looks and moves on)",
+                        c->pub.state->name, target->name);
         return;
     }
     if (target->id == SMTP_STATE_QUIT)

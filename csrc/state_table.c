@@ -20,6 +20,7 @@ struct state_slot {
     smtp_state rec; /* first member: a slot's address is its record's */
     char name[SMTP_STATE_NAME_MAX + 1];
     bool registered;
+    bool observer;   /* smtp_state_set_observer */
     int connections; /* connections now in the state */
 };
 
@@ -149,6 +150,7 @@ int smtp__state_table_insert(const smtp_state *state, int insert_after,
     slot->rec.id = id;
     slot->rec.next = NULL;
     slot->connections = 0;
+    slot->observer = false;
     slot->registered = true;
     link_after(&slot->rec, insert_after);
     smtp__succeed();
@@ -226,6 +228,38 @@ SMTP_API int smtp_unregister_client_state(int id)
     slot->registered = false;
     smtp__succeed();
     return 0;
+}
+
+SMTP_API int smtp_state_set_observer(int id)
+{
+    const char *func = "smtp_state_set_observer";
+
+    if (!smtp__require_owner(func))
+        return SMTP_ETHREAD;
+
+    struct state_slot *slot = registered_slot(id);
+
+    if (slot == NULL)
+        return smtp__fail(SMTP_ENOSTATE, "%s: no registered state has id "
+                          "%d (rule: known id)", func, id);
+    if (id <= SMTP_BUILTIN_ID_MAX)
+        return smtp__fail(SMTP_EBUILTIN, "%s: \"%s\" is a built-in state "
+                          "(rule: only a custom state is declared)", func,
+                          slot->name);
+    if (slot->rec.setup == NULL)
+        return smtp__fail(SMTP_EINVAL, "%s: \"%s\" has no setup (rule: an "
+                          "observer moves on in its setup)", func,
+                          slot->name);
+    slot->observer = true;
+    smtp__succeed();
+    return 0;
+}
+
+bool smtp__state_is_observer(const smtp_state *state)
+{
+    const struct state_slot *slot = smtp__state_slot(state);
+
+    return slot != NULL && slot->observer;
 }
 
 SMTP_API smtp_state *smtp_get_state(int id)

@@ -23,4 +23,7 @@ void smtp__state_set_next(int id, int next_id);
 void smtp__state_enter(smtp_state *state);
 void smtp__state_leave(smtp_state *state);
 
+/* True for a table entry declared with smtp_state_set_observer. */
+bool smtp__state_is_observer(const smtp_state *state);
+
 #endif /* SMTPSTATE_STATE_TABLE_H */

@@ -365,6 +365,21 @@ SMTP_API int register_smtp_client_state(smtp_state *state, int insert_after);
 SMTP_API int smtp_unregister_client_state(int id);
 
 /*
+ * Declares the custom state `id` an observer: its setup looks, then moves
+ * on to its default next state (or closes the connection); it never sends
+ * and never jumps elsewhere.  When every state between the transaction
+ * anchor and MAIL FROM is an observer, PIPELINING keeps one round trip a
+ * message: the next message's commands still go out with the previous
+ * end of data, and the observers run for it, in order, once that body's
+ * reply is in.  An observer that sends is refused (SMTP_EPROTO); one that
+ * waits for an event or jumps elsewhere fails its connection's messages
+ * transiently (SMTP_ESTATE).  Returns 0, or SMTP_ENOSTATE, SMTP_EBUILTIN,
+ * SMTP_EINVAL (no setup) or SMTP_ETHREAD with nothing changed.  Owner
+ * thread.
+ */
+SMTP_API int smtp_state_set_observer(int id);
+
+/*
  * Returns the registered state with `id`, or NULL when there is none (or
  * on another thread).  The record belongs to the table: read it, do not
  * write it.  It stays valid for the life of the process.  Owner thread.

@@ -18,7 +18,7 @@ import pytest
 
 import smtpstate
 from servers import CLOSE_AFTER, OneSessionServer, Script
-from smtpstate import BuiltinState, Message, command_state
+from smtpstate import BuiltinState, Message, SmtpState, command_state
 
 SENDER = "sender@client.test"
 
@@ -192,3 +192,92 @@ def test_end_of_data_and_next_group_go_out_in_one_write():
     assert [r.delivered for r in results] == [True] * n, results
     # EHLO, the first group, one per message, QUIT.
     assert segments and segments[0] <= n + 3, segments
+
+
+def observer(name: str, seen: list[int], act=None) -> SmtpState:
+    """An observer after the anchor that counts its runs, then does `act`
+    (default: moves on)."""
+
+    def setup(session: smtpstate.Session):
+        seen.append(session.session_id)
+        if act is None:
+            session.next()
+            return None
+        return act(session)
+
+    return SmtpState(name, lambda session, events: None, setup=setup, observer=True)
+
+
+def test_an_observer_after_the_anchor_keeps_the_chain(registered):
+    # The withholding server answers each end of data only after the next
+    # DATA: with a state that might send between the anchor and MAIL FROM
+    # the client would wait for that reply and meet its 2 s deadline.
+    seen: list[int] = []
+    registered(observer("count-each", seen), BuiltinState.TRANSACTION)
+    log: list[bytes] = []
+    server = OneSessionServer(withholding(log, 3)).start()
+    results = smtpstate.deliver(
+        batch(3), "127.0.0.1", server.port, concurrency=1,
+        timeouts={"confirm": 2},
+    )  # fmt: skip
+    server.join()
+    assert [r.delivered for r in results] == [True] * 3, results
+    assert len(seen) == 3 and len(set(seen)) == 1  # once a message, one session
+    groups = [entry for entry in log if entry.endswith(b"DATA\r\n")]
+    assert len(groups) == 3
+
+
+def one_outcome(results) -> smtpstate.RecipientResult:
+    (result,) = results
+    (rcpt,) = result.recipients
+    return rcpt
+
+
+@pytest.mark.parametrize(
+    ("act", "rule"),
+    [
+        (lambda session: session.send("NOOP"), "is an observer and may not send"),
+        (lambda session: None, "did not move on"),
+        (lambda session: session.next(BuiltinState.QUIT), "jumped to quit"),
+    ],
+    ids=["sends", "waits", "jumps"],
+)
+def test_an_observer_that_does_more_fails_its_messages(
+    act, rule, registered, scripted_server_factory
+):
+    seen: list[int] = []
+    registered(observer("overstep", seen, act), BuiltinState.TRANSACTION)
+    server = scripted_server_factory(Script())
+    # A short deadline for the custom state: a waiting observer that was
+    # let wait would otherwise hold the test for minutes.
+    results = smtpstate.deliver(
+        batch(1), "127.0.0.1", server.port, timeouts={"custom": 2}
+    )
+    rcpt = one_outcome(results)
+    assert rcpt.outcome is smtpstate.Outcome.TRANSIENT, rcpt
+    assert rule in rcpt.text, rcpt
+    assert server.wait_for_closed_sessions(1)[0].verbs.count("NOOP") == 0
+    assert seen
+
+
+def test_an_observer_needs_a_setup_and_a_bool():
+    before = smtpstate.smtp_get_state_machine()
+    no_setup = SmtpState("watch", lambda session, events: None, observer=True)
+    with pytest.raises(
+        smtpstate.SmtpStateError, match="observer moves on in its setup"
+    ):
+        smtpstate.register_smtp_client_state(no_setup, BuiltinState.TRANSACTION)
+    assert not no_setup.registered
+    assert smtpstate.smtp_get_state_machine() == before
+    not_bool = SmtpState("watch", lambda s, e: None, setup=lambda s: None, observer=1)
+    with pytest.raises(TypeError, match="rule: observer"):
+        smtpstate.register_smtp_client_state(not_bool, BuiltinState.TRANSACTION)
+
+
+def test_only_a_registered_custom_state_is_declared_an_observer():
+    from smtpstate import _raw
+
+    assert _raw.smtp_state_set_observer(int(BuiltinState.MAIL_FROM)) == (
+        _raw.lib.SMTP_EBUILTIN
+    )
+    assert _raw.smtp_state_set_observer(999) == _raw.lib.SMTP_ENOSTATE

@@ -281,6 +281,7 @@ typedef struct smtp_scheduler smtp_scheduler;
 int smtp_library_init(void);
 int register_smtp_client_state(smtp_state *state, int insert_after);
 int smtp_unregister_client_state(int id);
+int smtp_state_set_observer(int id);
 smtp_state *smtp_get_state(int id);
 smtp_state *smtp_get_state_machine(void);
 smtp_state *smtp_state_next(const smtp_state *state);

@@ -20,6 +20,7 @@ __all__ = [
     "smtp_get_state_machine",
     "smtp_library_init",
     "smtp_state_next",
+    "smtp_state_set_observer",
     "smtp_unregister_client_state",
 ]
 
@@ -34,6 +35,10 @@ def register_smtp_client_state(record: Any, insert_after: int) -> int:
 
 def smtp_unregister_client_state(state_id: int) -> int:
     return int(lib.smtp_unregister_client_state(state_id))
+
+
+def smtp_state_set_observer(state_id: int) -> int:
+    return int(lib.smtp_state_set_observer(state_id))
 
 
 def smtp_get_state(state_id: int) -> Any:

@@ -378,6 +378,16 @@ class SmtpState:
     text.  Only ``callback`` is required.  Once registered the object is
     frozen: setting an attribute raises
     :class:`~smtpstate.errors.FrozenStateError`.
+
+    ``observer=True`` declares a state whose ``setup`` only looks and then
+    calls :meth:`Session.next` with no argument (or closes): it never sends
+    and never jumps elsewhere.  Observers between
+    :data:`BuiltinState.TRANSACTION` and MAIL FROM keep PIPELINING's one
+    round trip a message (the next message's commands go out with the
+    previous end of data, and the observers run for it once that body's
+    reply is in); any other state there costs a second round trip.  An
+    observer's :meth:`Session.send` raises, and a setup that waits or jumps
+    fails the connection's messages transiently.
     """
 
     name: str
@@ -388,6 +398,7 @@ class SmtpState:
     tostring: StageToString | None
     init_local_state: int
     closure: Any
+    observer: bool
 
     def __init__(
         self,
@@ -400,6 +411,7 @@ class SmtpState:
         tostring: StageToString | None = None,
         init_local_state: int = 0,
         closure: Any = None,
+        observer: bool = False,
     ) -> None:
         object.__setattr__(self, "_id", None)
         self.name = name
@@ -410,6 +422,7 @@ class SmtpState:
         self.tostring = tostring
         self.init_local_state = init_local_state
         self.closure = closure
+        self.observer = observer
 
     @property
     def id(self) -> int | None:
@@ -515,6 +528,11 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
             raise InvalidTypeError(
                 f"SmtpState {state.name!r}: {role} is not callable (rule: {role})"
             )
+    if not isinstance(state.observer, bool):
+        raise InvalidTypeError(
+            f"SmtpState {state.name!r}: observer must be True or False, not "
+            f"{type(state.observer).__name__} (rule: observer)"
+        )
     if state.registered:
         raise FrozenStateError(
             f"SmtpState {state.name!r} is already registered as id {state.id} "
@@ -525,6 +543,10 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
     state_id = _raw.register_smtp_client_state(record, insert_after)
     if state_id < 0:
         _raise_last_error()
+    if state.observer and _raw.smtp_state_set_observer(state_id) != 0:
+        code, message = _raw.last_error()
+        _raw.smtp_unregister_client_state(state_id)
+        raise error_from_code(code, message)
     _registry[state_id] = registration
     object.__setattr__(state, "_id", state_id)
     object.__setattr__(state, "_frozen", True)

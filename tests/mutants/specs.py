@@ -896,6 +896,78 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "observer-not-chained",
+        "a chain is not written past an observer after the anchor",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_an_observer_after_the_anchor_keeps_the_chain",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_transaction.c",
+                "        if (s == NULL || !smtp__state_is_observer(s))",
+                "        if (s == NULL || s != NULL)",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "observer-may-send",
+        "an observer's command is sent",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_an_observer_that_does_more_fails_its_messages[sends]",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "    if (smtp__state_is_observer(conn->state))\n",
+                "    if (0)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "observer-may-jump",
+        "an observer's jump elsewhere is taken",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_an_observer_that_does_more_fails_its_messages[jumps]",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "    if (state != NULL && smtp__state_is_observer(c->pub.state) &&",
+                "    if (0 && smtp__state_is_observer(c->pub.state) &&",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "observer-may-wait",
+        "an observer that does not move on in its setup is left waiting",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_an_observer_that_does_more_fails_its_messages[waits]",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "        if (smtp__state_is_observer(target) && r >= 0 &&",
+                "        if (0 && smtp__state_is_observer(target) && r >= 0 &&",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "chain-not-given-back",
         "a chained transaction whose data never went is settled with the "
         "failure of the transaction before it",
@@ -933,9 +1005,8 @@ SPECS = [
         (
             Edit(
                 "csrc/client_transaction.c",
-                "    return smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION)) ==",
-                "    return 1 || "
-                "smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION)) ==",
+                "        if (s == NULL || !smtp__state_is_observer(s))",
+                "        if (s == NULL || (s != NULL && 0))",
             ),
         ),
         build="full",
