@@ -139,6 +139,10 @@ class Reply:
         return self.code >= 500
 
 
+_NULL = ffi.NULL
+_next_state = lib.smtp_next_state
+
+
 class Session:
     """A connection as a Python state sees it, valid only during one call.
 
@@ -301,13 +305,13 @@ class Session:
         if self._conn is None or dc is None or self._moved is not None:
             dc = self._need_dc()
             self._once("next")
-        target = ffi.NULL
+        target = _NULL
         if state_id is not None:
             dc = self._need_dc()
             target = lib.smtp_get_state(_state_id(state_id))
             if target == ffi.NULL:
                 _raise_last_error()
-        lib.smtp_next_state(dc, self._connh, target, ffi.NULL)
+        _next_state(dc, self._connh, target, _NULL)
         self._moved = "next"
 
     def fail(self, outcome: int, stage: int | None = None) -> None:
@@ -832,14 +836,20 @@ def _py_state_callback(
 
 @ffi.def_extern(onerror=_escaped(lib.SMTP_ESTATE))
 def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
-    registration = _registration_of(self)
-    if registration is None or registration.state.setup is None:
+    # _registration_of and _call_with_session written out: a state's setup
+    # runs once per message when it sits in the transaction.  The record
+    # is the table's own (never NULL); its closure is NULL only for a
+    # record the binding did not build.
+    closure = self.closure
+    if _interpreter_exiting or not closure:
         return 0
-    # _call_with_session written out: a state's setup runs once per
-    # message when it sits in the transaction.
-    session = Session(connh.conn, dc if dc != ffi.NULL else None, connh)
+    registration: _Registration = ffi.from_handle(closure)
+    setup = registration.state.setup
+    if setup is None:
+        return 0
+    session = Session(connh.conn, dc if dc else None, connh)
     try:
-        result = registration.state.setup(session)
+        result = setup(session)
     except BaseException as exc:
         _contain(registration, session, exc)
         return _ESTATE
