@@ -205,21 +205,39 @@ static void unlink_state(smtp_state *victim)
     }
 }
 
+/* The slot of the registered custom state `id`, for `func` on the owner
+ * thread; else NULL, with *error the refusal (recorded for
+ * smtp_last_error), a built-in refused under `builtin_rule`. */
+static struct state_slot *custom_slot(int id, const char *func,
+                                      const char *builtin_rule, int *error)
+{
+    struct state_slot *slot;
+
+    if (!smtp__require_owner(func)) {
+        *error = SMTP_ETHREAD;
+        return NULL;
+    }
+    slot = registered_slot(id);
+    if (slot == NULL)
+        *error = smtp__fail(SMTP_ENOSTATE, "%s: no registered state has id "
+                            "%d (rule: known id)", func, id);
+    else if (id <= SMTP_BUILTIN_ID_MAX)
+        *error = smtp__fail(SMTP_EBUILTIN, "%s: \"%s\" is a built-in state "
+                            "(rule: %s)", func, slot->name, builtin_rule);
+    else
+        return slot;
+    return NULL;
+}
+
 SMTP_API int smtp_unregister_client_state(int id)
 {
     const char *func = "smtp_unregister_client_state";
-
-    if (!smtp__require_owner(func))
-        return SMTP_ETHREAD;
-
-    struct state_slot *slot = registered_slot(id);
+    int error = 0;
+    struct state_slot *slot =
+        custom_slot(id, func, "built-in states stay", &error);
 
     if (slot == NULL)
-        return smtp__fail(SMTP_ENOSTATE, "%s: no registered state has id "
-                          "%d (rule: known id)", func, id);
-    if (id <= SMTP_BUILTIN_ID_MAX)
-        return smtp__fail(SMTP_EBUILTIN, "%s: \"%s\" is a built-in state "
-                          "(rule: built-in states stay)", func, slot->name);
+        return error;
     if (slot->connections > 0)
         return smtp__fail(SMTP_EBUSY, "%s: %d connection(s) are in state "
                           "\"%s\" (rule: not while in use)", func,
@@ -233,19 +251,12 @@ SMTP_API int smtp_unregister_client_state(int id)
 SMTP_API int smtp_state_set_observer(int id)
 {
     const char *func = "smtp_state_set_observer";
-
-    if (!smtp__require_owner(func))
-        return SMTP_ETHREAD;
-
-    struct state_slot *slot = registered_slot(id);
+    int error = 0;
+    struct state_slot *slot =
+        custom_slot(id, func, "only a custom state is declared", &error);
 
     if (slot == NULL)
-        return smtp__fail(SMTP_ENOSTATE, "%s: no registered state has id "
-                          "%d (rule: known id)", func, id);
-    if (id <= SMTP_BUILTIN_ID_MAX)
-        return smtp__fail(SMTP_EBUILTIN, "%s: \"%s\" is a built-in state "
-                          "(rule: only a custom state is declared)", func,
-                          slot->name);
+        return error;
     if (slot->rec.setup == NULL)
         return smtp__fail(SMTP_EINVAL, "%s: \"%s\" has no setup (rule: an "
                           "observer moves on in its setup)", func,

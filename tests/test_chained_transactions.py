@@ -59,15 +59,22 @@ def withholding(log: list, n: int):
     return session
 
 
-def test_next_group_goes_out_before_the_reply_to_the_end_of_data():
+def deliver_withheld(n: int) -> tuple[list, list[bytes]]:
+    """Sends n messages on one connection to the withholding server, with a
+    2 s confirmation deadline that waiting for each reply would meet;
+    returns the results and what the server read."""
     log: list[bytes] = []
-    server = OneSessionServer(withholding(log, 3)).start()
+    server = OneSessionServer(withholding(log, n)).start()
     results = smtpstate.deliver(
-        batch(3), "127.0.0.1", server.port, concurrency=1,
+        batch(n), "127.0.0.1", server.port, concurrency=1,
         timeouts={"confirm": 2},
     )  # fmt: skip
     server.join()
-    # Waiting for each reply would have met the 2 s confirmation deadline.
+    return results, log
+
+
+def test_next_group_goes_out_before_the_reply_to_the_end_of_data():
+    results, log = deliver_withheld(3)
     assert [r.delivered for r in results] == [True] * 3, results
     groups = [entry for entry in log if entry.endswith(b"DATA\r\n")]
     assert (
@@ -214,13 +221,7 @@ def test_an_observer_after_the_anchor_keeps_the_chain(registered):
     # the client would wait for that reply and meet its 2 s deadline.
     seen: list[int] = []
     registered(observer("count-each", seen), BuiltinState.TRANSACTION)
-    log: list[bytes] = []
-    server = OneSessionServer(withholding(log, 3)).start()
-    results = smtpstate.deliver(
-        batch(3), "127.0.0.1", server.port, concurrency=1,
-        timeouts={"confirm": 2},
-    )  # fmt: skip
-    server.join()
+    results, log = deliver_withheld(3)
     assert [r.delivered for r in results] == [True] * 3, results
     assert len(seen) == 3 and len(set(seen)) == 1  # once a message, one session
     groups = [entry for entry in log if entry.endswith(b"DATA\r\n")]
