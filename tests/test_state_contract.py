@@ -507,6 +507,33 @@ def test_second_next_in_a_setup_is_refused(scripted_server_factory, registered):
     assert result.delivered
 
 
+@pytest.mark.parametrize("returned", [None, smtpstate.WANT_READ, smtpstate.SKIP])
+def test_a_move_made_in_a_setup_wins_over_its_return(
+    returned, scripted_server_factory, registered
+):
+    # As in C, where smtp_next_state inside a setup decides and the return
+    # value is not looked at: the state is left at once, its callback never
+    # runs, and the message goes on.
+    server = scripted_server_factory(Script())
+    called: list[int] = []
+
+    def setup(session):
+        session.next()
+        return returned
+
+    registered(
+        SmtpState("py-move-then-return", lambda s, e: called.append(e), setup=setup),
+        BuiltinState.TRANSACTION,
+    )
+    # A short deadline in the state: one that stayed would hold the test.
+    (result,) = smtpstate.deliver(
+        messages(1), "127.0.0.1", server.port, timeouts={"custom": 2}
+    )
+    assert result.delivered and not called
+    (session,) = server.wait_for_closed_sessions(1)
+    assert session.verbs[:2] == ("EHLO", "MAIL")
+
+
 def test_oversized_command_is_refused_naming_the_limit(
     scripted_server_factory, registered
 ):

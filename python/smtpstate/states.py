@@ -360,6 +360,27 @@ class Session:
         lib.smtp_conn_set_deadline(self._live(), max(1, int(seconds * 1000)))
 
 
+class _SetupSession(Session):
+    """The Session a setup gets.  A move to the default next state is handed
+    back to the engine as the setup's SKIP, which the engine takes exactly
+    as a smtp_next_state to the default next made inside the setup, without
+    a second call into C from inside this one."""
+
+    __slots__ = ()
+
+    def next(self, state_id: int | None = None) -> None:
+        """Moves on: to the default next state, or to ``state_id``."""
+        if (
+            state_id is None
+            and self._conn is not None
+            and self._dc is not None
+            and self._moved is None
+        ):
+            self._moved = "next"
+            return
+        Session.next(self, state_id)
+
+
 def _state_name(conn: Any) -> str:
     return ffi.string(conn.state.name).decode("utf-8", "replace")
 
@@ -767,6 +788,7 @@ def _escaped(default: Any) -> Callable[..., Any]:
 
 
 _ESTATE = int(lib.SMTP_ESTATE)
+_SKIP = int(SKIP)
 
 
 def _registration_of(record: Any) -> _Registration | None:
@@ -847,7 +869,7 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
     setup = registration.state.setup
     if setup is None:
         return 0
-    session = Session(connh.conn, dc if dc else None, connh)
+    session = _SetupSession(connh.conn, dc if dc else None, connh)
     try:
         result = setup(session)
     except BaseException as exc:
@@ -857,6 +879,9 @@ def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
         session._conn = None
     if session._closed:
         return _ESTATE
+    if session._moved == "next":
+        # A move made in a setup wins over what it returns, as in C.
+        return _SKIP
     if result is None:
         return 0
     if isinstance(result, int) and not result & ~(_WANT_BITS | SKIP):

@@ -749,6 +749,27 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "py-setup-move-dropped",
+        "a Python setup's move to the default next state is lost when the "
+        "setup returns",
+        (
+            node(
+                "test_state_contract.py",
+                "test_a_move_made_in_a_setup_wins_over_its_return",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                '    if session._moved == "next":\n'
+                "        # A move made in a setup wins over what it returns, as in C.\n"
+                "        return _SKIP\n",
+                "",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "py-run-waits-past-a-signal",
         "the binding's turns go on after a turn that handled nothing, with "
         "no end in time, so a signal that ended a wait is seen only at the "
