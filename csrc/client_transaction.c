@@ -155,6 +155,22 @@ static int go_idle(struct smtp__conn *c)
     return SMTP_WANT_READ;
 }
 
+/* The chain runs from the anchor into MAIL FROM through observers only:
+ * no state there may send before the next transaction's commands. */
+static bool anchor_leads_to_mail(void)
+{
+    const smtp_state *mail = smtp_get_state(SMTP_STATE_MAIL_FROM);
+    const smtp_state *s =
+        smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION));
+
+    while (s != mail) {
+        if (s == NULL || !smtp__state_is_observer(s))
+            return false;
+        s = smtp_state_next(s);
+    }
+    return true;
+}
+
 /* Takes up the transaction whose group went out behind the last end of
  * data: its replies are the bytes now due, so none is unsolicited. */
 static int take_next(struct smtp__conn *c)
@@ -184,6 +200,19 @@ int smtp__transaction_setup(const smtp_state *self, delivery_construct *dc,
 
     (void)self;
     txn_reset(c);
+    /* A state registered before MAIL FROM after the next group went out
+     * would send behind it, into the data the server now expects: the
+     * chained message goes back to the queue, untried, and this
+     * connection ends. */
+    if (c->has_next && !anchor_leads_to_mail()) {
+        const char *why = "a state that may send was registered before "
+                          "MAIL FROM while the next transaction's commands "
+                          "were on their way (rule: nothing sends behind a "
+                          "chained group)";
+        smtp__conn_give_back_chained(c);
+        smtp__conn_requeue_waiting(c, SMTP_ESTATE, why);
+        return smtp__conn_fail(c, SMTP_ESTATE, "%s", why);
+    }
     if (c->has_next)
         return take_next(c);
     if (c->need_rset) {
@@ -354,22 +383,6 @@ static int chain_pick(struct smtp__conn *c)
                                    ->max_messages_per_connection)
         return -1;
     return find_work(c);
-}
-
-/* The chain runs from the anchor into MAIL FROM through observers only:
- * no state there may send before the next transaction's commands. */
-static bool anchor_leads_to_mail(void)
-{
-    const smtp_state *mail = smtp_get_state(SMTP_STATE_MAIL_FROM);
-    const smtp_state *s =
-        smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION));
-
-    while (s != mail) {
-        if (s == NULL || !smtp__state_is_observer(s))
-            return false;
-        s = smtp_state_next(s);
-    }
-    return true;
 }
 
 void smtp__chain_next_transaction(struct smtp__conn *c)

@@ -11,13 +11,16 @@ never tried, since its data never went.
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 import struct
+import threading
 
 import pytest
 
 import smtpstate
-from servers import CLOSE_AFTER, OneSessionServer, Script
+from servers import CLOSE_AFTER, DELAY, OneSessionServer, Script
 from smtpstate import BuiltinState, Message, SmtpState, command_state
 
 SENDER = "sender@client.test"
@@ -282,3 +285,50 @@ def test_only_a_registered_custom_state_is_declared_an_observer():
         _raw.lib.SMTP_EBUILTIN
     )
     assert _raw.smtp_state_set_observer(999) == _raw.lib.SMTP_ENOSTATE
+
+
+def test_a_state_registered_while_a_group_is_chained_sends_nothing_behind_it(
+    scripted_server_factory, registered
+):
+    # The server holds its reply to the second end of data until the test
+    # has registered a NOOP state after the anchor, while the third
+    # message's group, chained behind that body, is on its way; it then
+    # answers that group's MAIL FROM half a second late, so the client has
+    # nothing unread when the NOOP state would send.  Taking up that
+    # transaction would put the NOOP into the data the server expects
+    # next; instead the connection ends and the third message goes to a
+    # new one, untried, where the NOOP runs before its MAIL FROM.
+    registered_now = threading.Event()
+    mails: list[str] = []
+
+    def end_of_data(message):
+        if message.session == 0 and message.index == 1:
+            registered_now.wait(10)
+        return "250 2.0.0 ok"
+
+    def mail(address):
+        mails.append(address)
+        return DELAY(0.5, "250 2.1.0 ok") if len(mails) == 3 else "250 2.1.0 ok"
+
+    server = scripted_server_factory(Script(mail=mail, end_of_data=end_of_data))
+    events = io.StringIO()
+    results = smtpstate.deliver_iter(
+        batch(4), "127.0.0.1", server.port, concurrency=1, json_events=events
+    )
+    first = next(results)
+    registered(command_state("noop-late", "NOOP"), BuiltinState.TRANSACTION)
+    registered_now.set()
+    rest = list(results)
+    assert [r.delivered for r in [first, *rest]] == [True] * 4, rest
+    received = server.wait_for_messages(4)
+    assert sorted(m.data for m in received) == [body(i) for i in range(4)]
+    sessions = server.wait_for_closed_sessions(2)
+    assert "NOOP" not in sessions[0].verbs
+    assert sessions[1].verbs.count("NOOP") == len(sessions[1].messages) == 2
+    # Ended for that reason, before anything was sent behind the group (a
+    # NOOP there would shift every reply after it, and only a mismatch
+    # further on would end the session).
+    closes = [json.loads(line) for line in events.getvalue().splitlines()]
+    closes = [e for e in closes if e["event"] == "close"]
+    assert closes[0]["error"] == "SMTP_ESTATE", closes[0]
+    assert "nothing sends behind a chained group" in closes[0]["reason"]

@@ -989,6 +989,26 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "chain-taken-past-a-late-state",
+        "a chained group is taken up though a state that may send was "
+        "registered before MAIL FROM after the group went",
+        (
+            node(
+                "test_chained_transactions.py",
+                "test_a_state_registered_while_a_group_is_chained_sends_nothing_"
+                "behind_it",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/client_transaction.c",
+                "    if (c->has_next && !anchor_leads_to_mail()) {",
+                "    if (0) {",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "chain-not-given-back",
         "a chained transaction whose data never went is settled with the "
         "failure of the transaction before it",
