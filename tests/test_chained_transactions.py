@@ -18,7 +18,7 @@ import pytest
 
 import smtpstate
 from servers import CLOSE_AFTER, OneSessionServer, Script
-from smtpstate import BuiltinState, Message, SmtpState, command_state
+from smtpstate import BuiltinState, Message, SmtpState, _raw, command_state
 
 SENDER = "sender@client.test"
 
@@ -282,3 +282,41 @@ def test_only_a_registered_custom_state_is_declared_an_observer():
         _raw.lib.SMTP_EBUILTIN
     )
     assert _raw.smtp_state_set_observer(999) == _raw.lib.SMTP_ENOSTATE
+
+
+# A group that fills the 64 KiB output buffer but for fewer bytes than
+# DATA's: MAIL FROM (32 bytes), then RCPT lines of 100 bytes each, of
+# which 655 fit with 4 bytes to spare.
+WBUF_MAX = _raw.lib.SMTP_WRITE_BUFFER_MAX
+RCPT_LINE = 100
+MANY = tuple(
+    f"r{i:04d}".ljust(RCPT_LINE - len("RCPT TO:<@s.test>\r\n"), "x") + "@s.test"
+    for i in range(700)
+)
+
+
+@pytest.mark.parametrize("chained", [False, True], ids=["first", "chained"])
+def test_a_group_too_large_for_the_buffer_leaves_room_for_its_data(
+    chained, scripted_server_factory
+):
+    # The recipients that do not fit wait for the next transaction; DATA
+    # must still fit behind those that do, else the connection failed and
+    # took the message (and, chained, the one whose body went before it).
+    mail = f"MAIL FROM:<{SENDER}>\r\n"
+    assert (WBUF_MAX - len(mail)) % RCPT_LINE < len("DATA\r\n")
+    server = scripted_server_factory(Script())
+    messages = [Message(SENDER, MANY, body(1), id=1)]
+    if chained:
+        messages.insert(0, Message(SENDER, ("a@server.test",), body(0), id=0))
+    results = smtpstate.deliver(
+        messages, "127.0.0.1", server.port, concurrency=1,
+        max_recipients_per_transaction=1000,
+    )  # fmt: skip
+    for result in results:
+        assert {r.outcome for r in result.recipients} == {
+            smtpstate.Outcome.DELIVERED
+        }, result.recipients[0]
+    received = server.wait_for_messages(len(messages) + 1)
+    got = [r for m in received if m.data == body(1) for r in m.accepted]
+    assert got == list(MANY)  # each once, in order, over two transactions
+    assert [len(m.accepted) for m in received][-2:] == [654, 46]
