@@ -234,7 +234,7 @@ def one_outcome(results) -> smtpstate.RecipientResult:
     return rcpt
 
 
-@pytest.mark.parametrize(
+OVERSTEPS = pytest.mark.parametrize(
     ("act", "rule"),
     [
         (lambda session: session.send("NOOP"), "is an observer and may not send"),
@@ -243,6 +243,9 @@ def one_outcome(results) -> smtpstate.RecipientResult:
     ],
     ids=["sends", "waits", "jumps"],
 )
+
+
+@OVERSTEPS
 def test_an_observer_that_does_more_fails_its_messages(
     act, rule, registered, scripted_server_factory
 ):
@@ -259,6 +262,38 @@ def test_an_observer_that_does_more_fails_its_messages(
     assert rule in rcpt.text, rcpt
     assert server.wait_for_closed_sessions(1)[0].verbs.count("NOOP") == 0
     assert seen
+
+
+@OVERSTEPS
+def test_an_observer_that_does_more_fails_a_chained_message_too(
+    act, rule, registered, scripted_server_factory
+):
+    # The observer oversteps on its second run, for the message whose
+    # group went out behind the first one's body.  The rule holds there
+    # as before any group: that message fails, not handed to a new
+    # session as though the server had broken the chain.
+    seen: list[int] = []
+
+    def second(session):
+        if len(seen) == 2:
+            return act(session)
+        session.next()
+        return None
+
+    registered(observer("overstep", seen, second), BuiltinState.TRANSACTION)
+    server = scripted_server_factory(Script())
+    results = smtpstate.deliver(
+        batch(3), "127.0.0.1", server.port, concurrency=1, timeouts={"custom": 2}
+    )
+    (rcpt,) = results[1].recipients
+    assert rcpt.outcome is smtpstate.Outcome.TRANSIENT, rcpt
+    assert rcpt.error == "SMTP_ESTATE" and rule in rcpt.text, rcpt
+    assert [r.delivered for r in results] == [True, False, True]
+    sessions = server.wait_for_closed_sessions(2)
+    assert sessions[0].verbs.count("MAIL") == 2  # the second group was chained
+    received = [m.data for m in server.messages]
+    assert sorted(received) == [body(0), body(2)]
+    assert all(s.verbs.count("NOOP") == 0 for s in sessions)
 
 
 def test_an_observer_needs_a_setup_and_a_bool():

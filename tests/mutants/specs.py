@@ -968,6 +968,26 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "observer-fault-given-back",
+        "a chained message an observer oversteps on goes to a new session "
+        "instead of failing",
+        tuple(
+            node(
+                "test_chained_transactions.py",
+                f"test_an_observer_that_does_more_fails_a_chained_message_too[{f}]",
+            )
+            for f in ("sends", "waits", "jumps")
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "             !smtp__state_is_observer(c->pub.state))",
+                "             1)",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "chain-not-given-back",
         "a chained transaction whose data never went is settled with the "
         "failure of the transaction before it",
