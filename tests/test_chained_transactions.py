@@ -234,14 +234,21 @@ def one_outcome(results) -> smtpstate.RecipientResult:
     return rcpt
 
 
+def read_then_next(session: smtpstate.Session) -> None:
+    # Chained, the reply there to read is the next group's MAIL FROM's.
+    session.read_reply(250)
+    session.next()
+
+
 OVERSTEPS = pytest.mark.parametrize(
     ("act", "rule"),
     [
         (lambda session: session.send("NOOP"), "is an observer and may not send"),
+        (read_then_next, "is an observer and may not read a reply"),
         (lambda session: None, "did not move on"),
         (lambda session: session.next(BuiltinState.QUIT), "jumped to quit"),
     ],
-    ids=["sends", "waits", "jumps"],
+    ids=["sends", "reads", "waits", "jumps"],
 )
 
 
