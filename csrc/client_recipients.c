@@ -73,14 +73,21 @@ int smtp__rcpt_setup(const smtp_state *self, delivery_construct *dc,
     return SMTP_WANT_READ;
 }
 
-/* The recipient the next RCPT reply answers, or -1 when it was settled
- * meanwhile (by a refused MAIL FROM under PIPELINING). */
+/* The recipient the next RCPT reply answers, left RCPT_PENDING for
+ * rcpt_decide to give its status, or -1 when it was settled meanwhile (by
+ * a refused MAIL FROM under PIPELINING, or by a state): the reply is then
+ * its, read in its place, and decides nothing. */
 static long answered_recipient(struct smtp__txn *t, struct smtp__msg *msg)
 {
     for (size_t r = t->rcpt_cursor; msg != NULL && r < t->rcpt_end; r++) {
-        if (msg->rcpt_status[r] == RCPT_SENT) {
+        unsigned char status = msg->rcpt_status[r];
+        if (status == RCPT_SENT || (status & RCPT_REPLY_DUE)) {
             t->rcpt_cursor = r + 1;
-            return (long)r;
+            msg->rcpt_status[r] =
+                status == RCPT_SENT
+                    ? RCPT_PENDING
+                    : (unsigned char)(status & ~RCPT_REPLY_DUE);
+            return status == RCPT_SENT ? (long)r : -1;
         }
     }
     return -1;

@@ -362,3 +362,42 @@ def test_a_group_too_large_for_the_buffer_leaves_room_for_its_data(
     got = [r for m in received if m.data == body(1) for r in m.accepted]
     assert got == list(MANY)  # each once, in order, over two transactions
     assert [len(m.accepted) for m in received][-2:] == [654, 46]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [BuiltinState.TRANSACTION, BuiltinState.MAIL_FROM],
+    ids=["transaction", "mail-from"],
+)
+def test_a_recipient_a_state_settles_keeps_its_place_among_the_rcpt_replies(
+    after, registered, scripted_server_factory
+):
+    # A C state settles a message's first recipient with smtp_outcome_set
+    # and moves on; under PIPELINING its RCPT may be out already (the
+    # chained group, or the group behind MAIL FROM), so its reply still
+    # comes.  That reply is its own, not the next recipient's: the server
+    # refuses only b, and b must not be reported delivered in c's place.
+    lib, ffi = _raw.lib, _raw.ffi
+
+    def settle_first(session: smtpstate.Session) -> None:
+        dc = session._dc  # the C state's delivery_construct
+        lib.smtp_outcome_set(
+            dc, dc.current, 0, lib.SMTP_OUTCOME_PERMANENT, ffi.NULL, 22
+        )
+        session.next()
+
+    registered(
+        SmtpState("drop-a", lambda s, e: None, setup=settle_first, observer=True),
+        after,
+    )
+    rcpts = ("a@server.test", "b@server.test", "c@server.test")
+    server = scripted_server_factory(
+        Script(rcpt=lambda r, i: "550 5.1.1 no b" if r == rcpts[1] else "250 ok")
+    )
+    results = smtpstate.deliver(
+        batch(3, rcpts), "127.0.0.1", server.port, concurrency=1
+    )
+    for result in results:
+        got = [(r.outcome.name, r.code) for r in result.recipients]
+        assert got == [("PERMANENT", 0), ("PERMANENT", 550), ("DELIVERED", 250)]
+    assert all(rcpts[1] not in m.accepted for m in server.wait_for_messages(3))

@@ -1007,6 +1007,27 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "settled-rcpt-loses-its-reply",
+        "a recipient a state settles while its RCPT reply is due passes that "
+        "reply to the next recipient",
+        tuple(
+            node(
+                "test_chained_transactions.py",
+                "test_a_recipient_a_state_settles_keeps_its_place_among_the_"
+                f"rcpt_replies[{after}]",
+            )
+            for after in ("transaction", "mail-from")
+        ),
+        (
+            Edit(
+                "csrc/client_recipients.c",
+                "        if (status == RCPT_SENT || (status & RCPT_REPLY_DUE)) {",
+                "        if (status == RCPT_SENT) {",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "chain-not-given-back",
         "a chained transaction whose data never went is settled with the "
         "failure of the transaction before it",
