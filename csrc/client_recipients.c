@@ -12,11 +12,16 @@
 #include "client_states.h"
 
 #define RCPT_LINE_MAX 512
+#define DATA_LINE "DATA\r\n"
 
 bool smtp__send_rcpts(struct smtp__conn *c, bool all)
 {
     struct smtp__msg *msg = smtp__txn_msg(c);
     struct smtp__txn *t = &c->txn;
+    /* A pipelined group ends with DATA in the same buffer: a RCPT that
+     * would leave DATA no room waits for the next transaction, as one
+     * that does not fit itself does. */
+    size_t keep = all ? sizeof(DATA_LINE) - 1 : 0;
 
     for (; msg != NULL && t->send_pos < t->rcpt_end; t->send_pos++) {
         size_t r = t->send_pos;
@@ -33,7 +38,9 @@ bool smtp__send_rcpts(struct smtp__conn *c, bool all)
             smtp__conn_fail(c, SMTP_EINVAL, "RCPT TO line too long");
             return false;
         }
-        int rc = smtp_conn_write(&c->pub, line, len);
+        int rc = c->wend - c->wstart + len + keep > SMTP_WRITE_BUFFER_MAX
+                     ? SMTP_EAGAIN
+                     : smtp_conn_write(&c->pub, line, len);
         if (rc == SMTP_EAGAIN && t->sent > 0) {
             t->rcpt_end = r; /* the rest wait for the next transaction */
             break;
@@ -66,14 +73,21 @@ int smtp__rcpt_setup(const smtp_state *self, delivery_construct *dc,
     return SMTP_WANT_READ;
 }
 
-/* The recipient the next RCPT reply answers, or -1 when it was settled
- * meanwhile (by a refused MAIL FROM under PIPELINING). */
+/* The recipient the next RCPT reply answers, left RCPT_PENDING for
+ * rcpt_decide to give its status, or -1 when it was settled meanwhile (by
+ * a refused MAIL FROM under PIPELINING, or by a state): the reply is then
+ * its, read in its place, and decides nothing. */
 static long answered_recipient(struct smtp__txn *t, struct smtp__msg *msg)
 {
     for (size_t r = t->rcpt_cursor; msg != NULL && r < t->rcpt_end; r++) {
-        if (msg->rcpt_status[r] == RCPT_SENT) {
+        unsigned char status = msg->rcpt_status[r];
+        if (status == RCPT_SENT || (status & RCPT_REPLY_DUE)) {
             t->rcpt_cursor = r + 1;
-            return (long)r;
+            msg->rcpt_status[r] =
+                status == RCPT_SENT
+                    ? RCPT_PENDING
+                    : (unsigned char)(status & ~RCPT_REPLY_DUE);
+            return status == RCPT_SENT ? (long)r : -1;
         }
     }
     return -1;
@@ -191,7 +205,7 @@ int smtp__data_setup(const smtp_state *self, delivery_construct *dc,
     struct smtp__conn *c = smtp__conn_of(connh->conn);
 
     (void)self, (void)dc, (void)now;
-    if (!c->txn.pipelined && !smtp__send_command(c, "DATA\r\n"))
+    if (!c->txn.pipelined && !smtp__send_command(c, DATA_LINE))
         return SMTP_ESTATE;
     return SMTP_WANT_READ;
 }

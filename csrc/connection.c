@@ -94,10 +94,14 @@ void smtp__conn_give_back_chained(struct smtp__conn *c)
     struct smtp__txn *t = &c->txn;
     struct smtp__msg *msg;
 
+    /* An observer that oversteps in its setup for the taken-up
+     * transaction fails it by the observer's rule, as it would before any
+     * chained group: the fault is the state's, not the chain's. */
     if (c->has_next)
         t = &c->next_txn, msg = c->next_msg;
     else if (t->group_sent && !t->in_data && !t->body_done &&
-             t->msg >= 0 && (size_t)t->msg < c->batch_len)
+             t->msg >= 0 && (size_t)t->msg < c->batch_len &&
+             !smtp__state_is_observer(c->pub.state))
         msg = c->batch[t->msg];
     else
         return;

@@ -28,6 +28,10 @@ enum {
     RCPT_ACCEPTED = 4, /* accepted by RCPT in the open transaction */
     RCPT_SENT = 5,     /* RCPT sent in the open transaction, no reply yet */
     RCPT_DEFERRED = 6, /* 452: to try again in a new transaction */
+    /* A flag on a settled status (by a state, or a refused MAIL FROM)
+     * while its RCPT reply is still due: that reply is read for it, in its
+     * place, and decides nothing. */
+    RCPT_REPLY_DUE = 0x80,
 };
 
 struct smtp__dest;

@@ -97,14 +97,20 @@ static void count(address_metrics *am, int kind)
 
 static bool is_settled(unsigned char status)
 {
+    status &= (unsigned char)~RCPT_REPLY_DUE;
     return status >= SMTP_OUTCOME_DELIVERED &&
            status <= SMTP_OUTCOME_PERMANENT;
 }
 
-/* Marks one recipient; returns true when it was the message's last. */
+/* Marks one recipient; returns true when it was the message's last.  One
+ * whose RCPT reply is still due keeps its place in the replies' order, so
+ * that reply is not taken for the next recipient's. */
 static bool mark(struct smtp__msg *msg, size_t rcpt, int kind)
 {
-    msg->rcpt_status[rcpt] = (unsigned char)kind;
+    msg->rcpt_status[rcpt] =
+        (unsigned char)(kind | (msg->rcpt_status[rcpt] == RCPT_SENT
+                                    ? RCPT_REPLY_DUE
+                                    : 0));
     msg->unsettled--;
     return msg->unsettled == 0;
 }

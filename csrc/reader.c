@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "engine.h"
+#include "state_table.h"
 
 #define RBUF_INITIAL 1024
 #define RBUF_MAX SMTP_REPLY_BUFFER_MAX
@@ -135,6 +136,14 @@ SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
     (void)now;
     if (c->closed)
         return SMTP_ECLOSED;
+    /* No reply is ever due to an observer: one it read would be the
+     * engine's, the chained group's MAIL FROM reply before all. */
+    if (smtp__state_is_custom(c->pub.state) &&
+        smtp__state_is_observer(c->pub.state))
+        return smtp__fail(SMTP_EPROTO, "read_smtp_codes: state %s is an "
+                          "observer and may not read a reply (rule: an "
+                          "observer only looks and moves on)",
+                          c->pub.state->name);
     for (;;) {
         long len = scan_buffered(c);
         if (len > 0)

@@ -371,8 +371,9 @@ SMTP_API int smtp_unregister_client_state(int id);
  * anchor and MAIL FROM is an observer, PIPELINING keeps one round trip a
  * message: the next message's commands still go out with the previous
  * end of data, and the observers run for it, in order, once that body's
- * reply is in.  An observer that sends is refused (SMTP_EPROTO); one that
- * waits for an event or jumps elsewhere fails its connection's messages
+ * reply is in.  An observer that sends or reads a reply is refused
+ * (SMTP_EPROTO; a reply read there would be its group's); one that waits
+ * for an event or jumps elsewhere fails its connection's messages
  * transiently (SMTP_ESTATE).  Returns 0, or SMTP_ENOSTATE, SMTP_EBUILTIN,
  * SMTP_EINVAL (no setup) or SMTP_ETHREAD with nothing changed.  Owner
  * thread.
@@ -445,8 +446,9 @@ SMTP_API int smtp_conn_fail(connection *conn, int error, const char *reason);
  * Reads one reply into dc->last_reply.  Returns the code (> 0) when it
  * is expected_code; minus the code (-200..-599) for another complete
  * reply; SMTP_E* (<= -1000) when the transport failed or the reply was
- * malformed or over a cap; 0 when incomplete, with *mask set to what to
- * wait for.  Owner thread.
+ * malformed or over a cap, or for an observer (smtp_state_set_observer:
+ * SMTP_EPROTO, no reply is due to one); 0 when incomplete, with *mask set
+ * to what to wait for.  Owner thread.
  */
 SMTP_API int read_smtp(delivery_construct *dc, int expected_code,
                        struct timeval *now, int *mask);

@@ -21,7 +21,7 @@ import pytest
 
 import smtpstate
 from servers import CLOSE_AFTER, DELAY, OneSessionServer, Script
-from smtpstate import BuiltinState, Message, SmtpState, command_state
+from smtpstate import BuiltinState, Message, SmtpState, _raw, command_state
 
 SENDER = "sender@client.test"
 
@@ -237,15 +237,25 @@ def one_outcome(results) -> smtpstate.RecipientResult:
     return rcpt
 
 
-@pytest.mark.parametrize(
+def read_then_next(session: smtpstate.Session) -> None:
+    # Chained, the reply there to read is the next group's MAIL FROM's.
+    session.read_reply(250)
+    session.next()
+
+
+OVERSTEPS = pytest.mark.parametrize(
     ("act", "rule"),
     [
         (lambda session: session.send("NOOP"), "is an observer and may not send"),
+        (read_then_next, "is an observer and may not read a reply"),
         (lambda session: None, "did not move on"),
         (lambda session: session.next(BuiltinState.QUIT), "jumped to quit"),
     ],
-    ids=["sends", "waits", "jumps"],
+    ids=["sends", "reads", "waits", "jumps"],
 )
+
+
+@OVERSTEPS
 def test_an_observer_that_does_more_fails_its_messages(
     act, rule, registered, scripted_server_factory
 ):
@@ -262,6 +272,38 @@ def test_an_observer_that_does_more_fails_its_messages(
     assert rule in rcpt.text, rcpt
     assert server.wait_for_closed_sessions(1)[0].verbs.count("NOOP") == 0
     assert seen
+
+
+@OVERSTEPS
+def test_an_observer_that_does_more_fails_a_chained_message_too(
+    act, rule, registered, scripted_server_factory
+):
+    # The observer oversteps on its second run, for the message whose
+    # group went out behind the first one's body.  The rule holds there
+    # as before any group: that message fails, not handed to a new
+    # session as though the server had broken the chain.
+    seen: list[int] = []
+
+    def second(session):
+        if len(seen) == 2:
+            return act(session)
+        session.next()
+        return None
+
+    registered(observer("overstep", seen, second), BuiltinState.TRANSACTION)
+    server = scripted_server_factory(Script())
+    results = smtpstate.deliver(
+        batch(3), "127.0.0.1", server.port, concurrency=1, timeouts={"custom": 2}
+    )
+    (rcpt,) = results[1].recipients
+    assert rcpt.outcome is smtpstate.Outcome.TRANSIENT, rcpt
+    assert rcpt.error == "SMTP_ESTATE" and rule in rcpt.text, rcpt
+    assert [r.delivered for r in results] == [True, False, True]
+    sessions = server.wait_for_closed_sessions(2)
+    assert sessions[0].verbs.count("MAIL") == 2  # the second group was chained
+    received = [m.data for m in server.messages]
+    assert sorted(received) == [body(0), body(2)]
+    assert all(s.verbs.count("NOOP") == 0 for s in sessions)
 
 
 def test_an_observer_needs_a_setup_and_a_bool():
@@ -332,3 +374,80 @@ def test_a_state_registered_while_a_group_is_chained_sends_nothing_behind_it(
     closes = [e for e in closes if e["event"] == "close"]
     assert closes[0]["error"] == "SMTP_ESTATE", closes[0]
     assert "nothing sends behind a chained group" in closes[0]["reason"]
+
+
+# A group that fills the 64 KiB output buffer but for fewer bytes than
+# DATA's: MAIL FROM (32 bytes), then RCPT lines of 100 bytes each, of
+# which 655 fit with 4 bytes to spare.
+WBUF_MAX = _raw.lib.SMTP_WRITE_BUFFER_MAX
+RCPT_LINE = 100
+MANY = tuple(
+    f"r{i:04d}".ljust(RCPT_LINE - len("RCPT TO:<@s.test>\r\n"), "x") + "@s.test"
+    for i in range(700)
+)
+
+
+@pytest.mark.parametrize("chained", [False, True], ids=["first", "chained"])
+def test_a_group_too_large_for_the_buffer_leaves_room_for_its_data(
+    chained, scripted_server_factory
+):
+    # The recipients that do not fit wait for the next transaction; DATA
+    # must still fit behind those that do, else the connection failed and
+    # took the message (and, chained, the one whose body went before it).
+    mail = f"MAIL FROM:<{SENDER}>\r\n"
+    assert (WBUF_MAX - len(mail)) % RCPT_LINE < len("DATA\r\n")
+    server = scripted_server_factory(Script())
+    messages = [Message(SENDER, MANY, body(1), id=1)]
+    if chained:
+        messages.insert(0, Message(SENDER, ("a@server.test",), body(0), id=0))
+    results = smtpstate.deliver(
+        messages, "127.0.0.1", server.port, concurrency=1,
+        max_recipients_per_transaction=1000,
+    )  # fmt: skip
+    for result in results:
+        assert {r.outcome for r in result.recipients} == {
+            smtpstate.Outcome.DELIVERED
+        }, result.recipients[0]
+    received = server.wait_for_messages(len(messages) + 1)
+    got = [r for m in received if m.data == body(1) for r in m.accepted]
+    assert got == list(MANY)  # each once, in order, over two transactions
+    assert [len(m.accepted) for m in received][-2:] == [654, 46]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [BuiltinState.TRANSACTION, BuiltinState.MAIL_FROM],
+    ids=["transaction", "mail-from"],
+)
+def test_a_recipient_a_state_settles_keeps_its_place_among_the_rcpt_replies(
+    after, registered, scripted_server_factory
+):
+    # A C state settles a message's first recipient with smtp_outcome_set
+    # and moves on; under PIPELINING its RCPT may be out already (the
+    # chained group, or the group behind MAIL FROM), so its reply still
+    # comes.  That reply is its own, not the next recipient's: the server
+    # refuses only b, and b must not be reported delivered in c's place.
+    lib, ffi = _raw.lib, _raw.ffi
+
+    def settle_first(session: smtpstate.Session) -> None:
+        dc = session._dc  # the C state's delivery_construct
+        lib.smtp_outcome_set(
+            dc, dc.current, 0, lib.SMTP_OUTCOME_PERMANENT, ffi.NULL, 22
+        )
+        session.next()
+
+    registered(
+        SmtpState("drop-a", lambda s, e: None, setup=settle_first, observer=True),
+        after,
+    )
+    rcpts = ("a@server.test", "b@server.test", "c@server.test")
+    server = scripted_server_factory(
+        Script(rcpt=lambda r, i: "550 5.1.1 no b" if r == rcpts[1] else "250 ok")
+    )
+    results = smtpstate.deliver(
+        batch(3, rcpts), "127.0.0.1", server.port, concurrency=1
+    )
+    for result in results:
+        got = [(r.outcome.name, r.code) for r in result.recipients]
+        assert got == [("PERMANENT", 0), ("PERMANENT", 550), ("DELIVERED", 250)]
+    assert all(rcpts[1] not in m.accepted for m in server.wait_for_messages(3))

@@ -282,9 +282,11 @@ class Session:
         if rc == 0:
             return None
         if rc <= lib.SMTP_EAGAIN:
-            raise error_from_code(
-                rc, ffi.string(lib.smtp_error_name(rc)).decode() + " reading a reply"
-            )
+            reason = ffi.string(lib.smtp_error_name(rc)).decode() + " reading a reply"
+            registration = _registration_of(self._conn.state)
+            if registration is not None and registration.state.observer:
+                reason = ffi.string(lib.smtp_last_error()).decode()  # the rule
+            raise error_from_code(rc, reason)
         return self.reply
 
     @property
@@ -411,8 +413,9 @@ class SmtpState:
     round trip a message (the next message's commands go out with the
     previous end of data, and the observers run for it once that body's
     reply is in); any other state there costs a second round trip.  An
-    observer's :meth:`Session.send` raises, and a setup that waits or jumps
-    fails the connection's messages transiently.
+    observer's :meth:`Session.send` and :meth:`Session.read_reply` raise
+    (a reply read there would be its group's), and a setup that waits or
+    jumps fails the connection's messages transiently.
     """
 
     name: str

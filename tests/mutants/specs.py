@@ -971,6 +971,25 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "observer-may-read",
+        "an observer's read takes the reply due to its chained MAIL FROM",
+        tuple(
+            node(
+                "test_chained_transactions.py",
+                f"test_an_observer_that_does_more_fails_{t}[reads]",
+            )
+            for t in ("its_messages", "a_chained_message_too")
+        ),
+        (
+            Edit(
+                "csrc/reader.c",
+                "    if (smtp__state_is_custom(c->pub.state) &&\n",
+                "    if (0 && smtp__state_is_custom(c->pub.state) &&\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "observer-may-wait",
         "an observer that does not move on in its setup is left waiting",
         (
@@ -1004,6 +1023,47 @@ SPECS = [
                 "csrc/client_transaction.c",
                 "    if (c->has_next && !anchor_leads_to_mail()) {",
                 "    if (0) {",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "observer-fault-given-back",
+        "a chained message an observer oversteps on goes to a new session "
+        "instead of failing",
+        tuple(
+            node(
+                "test_chained_transactions.py",
+                f"test_an_observer_that_does_more_fails_a_chained_message_too[{f}]",
+            )
+            for f in ("sends", "waits", "jumps")
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "             !smtp__state_is_observer(c->pub.state))",
+                "             1)",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "settled-rcpt-loses-its-reply",
+        "a recipient a state settles while its RCPT reply is due passes that "
+        "reply to the next recipient",
+        tuple(
+            node(
+                "test_chained_transactions.py",
+                "test_a_recipient_a_state_settles_keeps_its_place_among_the_"
+                f"rcpt_replies[{after}]",
+            )
+            for after in ("transaction", "mail-from")
+        ),
+        (
+            Edit(
+                "csrc/client_recipients.c",
+                "        if (status == RCPT_SENT || (status & RCPT_REPLY_DUE)) {",
+                "        if (status == RCPT_SENT) {",
             ),
         ),
         build="full",
