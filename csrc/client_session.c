@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "client_states.h"
+#include "state_table.h"
 
 #define COMMAND_MAX 512 /* RFC 5321 4.5.3.1.4, CRLF included */
 
@@ -137,7 +138,7 @@ bool smtp__take_421(struct smtp__conn *c)
 
 void smtp__jump(struct smtp__conn *c, int id, struct timeval *now)
 {
-    smtp_next_state(&c->dc, &c->handle, smtp_get_state(id), now);
+    smtp_next_state(&c->dc, &c->handle, smtp__state_by_id(id), now);
 }
 
 int smtp__session_refused(struct smtp__conn *c, int kind, struct timeval *now)

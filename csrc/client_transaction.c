@@ -159,9 +159,9 @@ static int go_idle(struct smtp__conn *c)
  * no state there may send before the next transaction's commands. */
 static bool anchor_leads_to_mail(void)
 {
-    const smtp_state *mail = smtp_get_state(SMTP_STATE_MAIL_FROM);
+    const smtp_state *mail = smtp__state_by_id(SMTP_STATE_MAIL_FROM);
     const smtp_state *s =
-        smtp_state_next(smtp_get_state(SMTP_STATE_TRANSACTION));
+        smtp_state_next(smtp__state_by_id(SMTP_STATE_TRANSACTION));
 
     while (s != mail) {
         if (s == NULL || !smtp__state_is_observer(s))

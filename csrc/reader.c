@@ -138,8 +138,7 @@ SMTP_API int read_smtp_codes(delivery_construct *dc, struct timeval *now,
         return SMTP_ECLOSED;
     /* No reply is ever due to an observer: one it read would be the
      * engine's, the chained group's MAIL FROM reply before all. */
-    if (smtp__state_is_custom(c->pub.state) &&
-        smtp__state_is_observer(c->pub.state))
+    if (smtp__state_is_observer(c->pub.state))
         return smtp__fail(SMTP_EPROTO, "read_smtp_codes: state %s is an "
                           "observer and may not read a reply (rule: an "
                           "observer only looks and moves on)",

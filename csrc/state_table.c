@@ -266,11 +266,18 @@ SMTP_API int smtp_state_set_observer(int id)
     return 0;
 }
 
-bool smtp__state_is_observer(const smtp_state *state)
+bool smtp__custom_state_is_observer(const smtp_state *state)
 {
     const struct state_slot *slot = smtp__state_slot(state);
 
     return slot != NULL && slot->observer;
+}
+
+smtp_state *smtp__state_by_id(int id)
+{
+    struct state_slot *slot = registered_slot(id);
+
+    return slot != NULL ? &slot->rec : NULL;
 }
 
 SMTP_API smtp_state *smtp_get_state(int id)

@@ -23,7 +23,20 @@ void smtp__state_set_next(int id, int next_id);
 void smtp__state_enter(smtp_state *state);
 void smtp__state_leave(smtp_state *state);
 
-/* True for a table entry declared with smtp_state_set_observer. */
-bool smtp__state_is_observer(const smtp_state *state);
+/* The registered state with `id`, or NULL: smtp_get_state for the
+ * engine's own use on the owner thread, without its checks and error
+ * bookkeeping (it runs several times a message). */
+smtp_state *smtp__state_by_id(int id);
+
+/* True for a table entry declared with smtp_state_set_observer.  Asked
+ * on every state entered, write and read: a built-in, never an observer,
+ * is told by its id without a call. */
+bool smtp__custom_state_is_observer(const smtp_state *state);
+
+static inline bool smtp__state_is_observer(const smtp_state *state)
+{
+    return state != NULL && state->id > SMTP_BUILTIN_ID_MAX &&
+           smtp__custom_state_is_observer(state);
+}
 
 #endif /* SMTPSTATE_STATE_TABLE_H */

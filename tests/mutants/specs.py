@@ -983,8 +983,8 @@ SPECS = [
         (
             Edit(
                 "csrc/reader.c",
-                "    if (smtp__state_is_custom(c->pub.state) &&\n",
-                "    if (0 && smtp__state_is_custom(c->pub.state) &&\n",
+                "    if (smtp__state_is_observer(c->pub.state))\n",
+                "    if (0 && smtp__state_is_observer(c->pub.state))\n",
             ),
         ),
         build="full",
