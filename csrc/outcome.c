@@ -7,6 +7,7 @@
  * recipient is settled the scheduler lets go of it, and the caller may
  * free its buffers from the outcome callback on.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "engine.h"
@@ -193,17 +194,30 @@ SMTP_API void smtp_outcome_set(delivery_construct *dc, int message, int rcpt,
     smtp__succeed();
 
     struct smtp__conn *c = smtp__conn_of_dc(dc);
+    /* Without a reply and without a failure of the connection, nothing
+     * would explain the outcome ("unknown error"): name the state that
+     * decided it, for this call only. */
+    bool unexplained = (reply == NULL || reply->code == 0) &&
+                       c->error == 0 && c->error_text[0] == '\0';
 
+    if (unexplained) {
+        c->error = SMTP_ESTATE;
+        snprintf(c->error_text, sizeof(c->error_text),
+                 "state %s decided the outcome without a reply",
+                 c->pub.state ? c->pub.state->name : "?");
+    }
     if (message < 0) {
         smtp__settle_unsettled(c, kind, reply, stage);
-        return;
-    }
-    if ((size_t)message >= c->batch_len || c->batch[message] == NULL)
-        return;
+    } else if ((size_t)message < c->batch_len && c->batch[message] != NULL) {
+        struct smtp__msg *msg = c->batch[message];
 
-    struct smtp__msg *msg = c->batch[message];
-    if (rcpt < 0)
-        settle_message(c, msg, kind, reply, stage);
-    else
-        smtp__settle(c, msg, (size_t)rcpt, kind, reply, stage);
+        if (rcpt < 0)
+            settle_message(c, msg, kind, reply, stage);
+        else
+            smtp__settle(c, msg, (size_t)rcpt, kind, reply, stage);
+    }
+    if (unexplained) {
+        c->error = 0;
+        c->error_text[0] = '\0';
+    }
 }

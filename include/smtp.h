@@ -491,7 +491,8 @@ SMTP_API void smtp_conn_set_deadline(connection *conn, unsigned timeout_ms);
  * unsettled message of the batch), `rcpt` a recipient of it (-1: all of
  * its unsettled recipients).  The first outcome of a recipient wins;
  * later ones are ignored.  `reply` may be NULL (then the connection's
- * last error explains it).  Owner thread.
+ * last error explains it; with none, the outcome's error is SMTP_ESTATE
+ * and its text names the current state).  Owner thread.
  *
  * `kind` is SMTP_OUTCOME_TRANSIENT or SMTP_OUTCOME_PERMANENT.  A message
  * is delivered only when the engine's confirmation reads a 2xx to the end

@@ -147,6 +147,41 @@ def test_state_fails_the_batch_with_transient_or_permanent(
     assert server.messages == []
 
 
+@pytest.mark.parametrize("observer", [False, True], ids=["state", "observer"])
+@pytest.mark.parametrize("kind", [Outcome.TRANSIENT, Outcome.PERMANENT])
+def test_fail_without_a_reply_cites_no_earlier_states_reply(
+    kind, observer, scripted_server_factory, registered
+):
+    # The connection's last reply at a per-message setup is EHLO's (or the
+    # previous confirmation's): a 250 must not explain a failure.
+    server = scripted_server_factory(Script())
+
+    def setup(session):
+        session.fail(kind)
+
+    registered(
+        SmtpState("py-refuses", lambda s, e: None, setup=setup, observer=observer),
+        BuiltinState.TRANSACTION,
+    )
+    results = smtpstate.deliver(
+        messages(2, ("a@server.test", "b@server.test")),
+        "127.0.0.1",
+        server.port,
+        concurrency=1,
+    )
+    for result in results:
+        for r in result.recipients:
+            assert (r.outcome, r.code, r.enhanced, r.error, r.state) == (
+                kind,
+                0,
+                "",
+                "SMTP_ESTATE",
+                "py-refuses",
+            )
+            assert r.text == "state py-refuses decided the outcome without a reply"
+    assert server.messages == []
+
+
 def _interrupting_state(how: str, where: str) -> SmtpState:
     """A state after SESSION_READY that is interrupted in `where` (setup or
     callback): by a real SIGINT to this process, or by sys.exit."""

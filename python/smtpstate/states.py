@@ -154,7 +154,7 @@ class Session:
     does nothing.
     """
 
-    __slots__ = ("_conn", "_dc", "_connh", "_closed", "_moved")
+    __slots__ = ("_conn", "_dc", "_connh", "_closed", "_moved", "_read")
 
     def __init__(self, conn: Any, dc: Any = None, connh: Any = None) -> None:
         self._conn = conn
@@ -162,6 +162,10 @@ class Session:
         self._connh = connh
         self._closed = False
         self._moved: str | None = None  # the first of next, fail, close
+        # The connection's last reply may be an earlier state's (EHLO's, or
+        # the previous message's confirmation): fail() cites it only when
+        # this call read it.
+        self._read = False
 
     def _live(self) -> Any:
         if self._conn is None:
@@ -282,11 +286,13 @@ class Session:
         if rc == 0:
             return None
         if rc <= lib.SMTP_EAGAIN:
+            self._read = False
             reason = ffi.string(lib.smtp_error_name(rc)).decode() + " reading a reply"
             registration = _registration_of(self._conn.state)
             if registration is not None and registration.state.observer:
                 reason = ffi.string(lib.smtp_last_error()).decode()  # the rule
             raise error_from_code(rc, reason)
+        self._read = True
         return self.reply
 
     @property
@@ -317,8 +323,10 @@ class Session:
         self._moved = "next"
 
     def fail(self, outcome: int, stage: int | None = None) -> None:
-        """Decides every unsettled recipient on the connection with the last
-        reply, then closes.  ``outcome`` is ``Outcome.TRANSIENT`` or
+        """Decides every unsettled recipient on the connection with the reply
+        this call read, then closes; when this call read none, the outcome
+        has no code, ``error`` is ``SMTP_ESTATE`` and the text names the
+        state.  ``outcome`` is ``Outcome.TRANSIENT`` or
         ``Outcome.PERMANENT``; anything else, ``Outcome.DELIVERED`` included
         (only the server's 2xx to the end of the data delivers), raises
         :class:`~smtpstate.errors.InvalidArgumentError` and settles nothing."""
@@ -333,9 +341,8 @@ class Session:
             )
         if stage is None:
             stage = conn.state.tostage(conn.state, conn) if conn.state.tostage else 22
-        lib.smtp_outcome_set(
-            dc, -1, -1, int(outcome), ffi.addressof(dc.last_reply), int(stage)
-        )
+        reply = ffi.addressof(dc.last_reply) if self._read else ffi.NULL
+        lib.smtp_outcome_set(dc, -1, -1, int(outcome), reply, int(stage))
         self._close(f"state {_state_name(conn)} failed the session")
         self._moved = "fail"
 
