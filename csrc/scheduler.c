@@ -689,7 +689,9 @@ static struct smtp__conn *conn_alloc(smtp_scheduler *sched,
     return c;
 }
 
-static int open_socket(struct smtp__dest *d)
+/* On failure, *why explains it when errno cannot: a source address that
+ * is not numeric, or not of the destination's family, sets no errno. */
+static int open_socket(struct smtp__dest *d, const char **why)
 {
     int fd = socket(d->addr->ss_family,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -702,8 +704,12 @@ static int open_socket(struct smtp__dest *d)
         struct addrinfo hints = {.ai_flags = AI_NUMERICHOST,
                                  .ai_family = d->addr->ss_family};
         struct addrinfo *res = NULL;
-        int bad = getaddrinfo(d->source, NULL, &hints, &res) != 0 ||
-                  bind(fd, res->ai_addr, res->ai_addrlen) != 0;
+        int bad = getaddrinfo(d->source, NULL, &hints, &res) != 0;
+        if (bad)
+            *why = "the source address is not a numeric address of the "
+                   "destination's family (rule: source)";
+        else if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+            bad = 1;
         if (res)
             freeaddrinfo(res);
         if (bad) {
@@ -731,11 +737,12 @@ static void conn_open(smtp_scheduler *sched, struct smtp__dest *d,
     }
 
     struct smtp__conn *c = conn_alloc(sched, d);
-    int fd = c ? open_socket(d) : -1;
+    const char *why = NULL;
+    int fd = c ? open_socket(d, &why) : -1;
     if (fd < 0) {
-        char text[160];
+        char text[200];
         snprintf(text, sizeof(text), "cannot connect to %s: %s", d->peer,
-                 strerror(errno));
+                 why ? why : strerror(errno));
         free(c);
         smtp__settle_without_conn(sched, msg, SMTP_ECONNECT, text);
         return;

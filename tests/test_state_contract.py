@@ -182,6 +182,20 @@ def test_fail_without_a_reply_cites_no_earlier_states_reply(
     assert server.messages == []
 
 
+def test_source_address_not_numeric_says_so(scripted_server_factory):
+    server = scripted_server_factory(Script())
+    for source in ("not-an-address", "::1"):
+        (result,) = smtpstate.deliver(
+            messages(1), "127.0.0.1", server.port, source=source
+        )
+        (r,) = result.recipients
+        assert (r.outcome, r.error) == (Outcome.TRANSIENT, "SMTP_ECONNECT")
+        assert r.text.endswith(
+            "not a numeric address of the destination's family (rule: source)"
+        ), r.text
+    assert server.messages == []
+
+
 def _interrupting_state(how: str, where: str) -> SmtpState:
     """A state after SESSION_READY that is interrupted in `where` (setup or
     callback): by a real SIGINT to this process, or by sys.exit."""
