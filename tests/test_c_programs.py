@@ -32,3 +32,42 @@ def test_c_program_passes(program, c_build):
     last = out.stdout.strip().splitlines()[-1]
     passed, failed = (int(part.split()[0]) for part in last.split(","))
     assert failed == 0 and passed > 0, out.stdout + out.stderr
+
+
+def test_readme_c_example_compiles_and_delivers(
+    c_build, scripted_server_factory, tmp_path
+):
+    # A new user copies the README's C block as it is: it must build with
+    # the house warnings and deliver, not be a fragment.
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```c\n", readme.index("\n## C\n")) + len("```c\n")
+    source = readme[start : readme.index("```", start)]
+    assert "int main(" in source
+    server = scripted_server_factory()
+    assert ".port = 2525}" in source
+    program = tmp_path / "readme.c"
+    program.write_text(source.replace(".port = 2525}", f".port = {server.port}}}"))
+    binary = tmp_path / "readme"
+    subprocess.run(
+        [
+            "cc",
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-I{ROOT / 'include'}",
+            str(program),
+            f"-L{c_build}",
+            "-lsmtpstate",
+            f"-Wl,-rpath,{c_build}",
+            "-o",
+            str(binary),
+        ],
+        check=True,
+        timeout=120,
+    )
+    out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("bob@example.org 250 "), out.stdout
+    (received,) = server.wait_for_messages(1)
+    assert received.data.endswith(b"Hello.\r\n")
