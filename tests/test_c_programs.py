@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from driver import ROOT
+from driver import ROOT, SANITIZERS
 
 PROGRAMS = sorted(
     p.stem
@@ -56,6 +56,9 @@ def test_readme_c_example_compiles_and_delivers(
             "-Wextra",
             "-Werror",
             f"-I{ROOT / 'include'}",
+            # Built as the library under test was: a program without the
+            # sanitizers' runtime cannot load an instrumented library.
+            *([f"-fsanitize={SANITIZERS}"] if SANITIZERS else []),
             str(program),
             f"-L{c_build}",
             "-lsmtpstate",
