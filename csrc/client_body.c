@@ -148,6 +148,18 @@ static long body_fill(struct smtp__conn *c, char *out, char *in_buf)
     return (long)n;
 }
 
+/* One wire event per part of the iovec that went out, the first `sent`
+ * bytes of it. */
+static void trace_sent(struct smtp__conn *c, const struct iovec *iov,
+                       int iovcnt, size_t sent)
+{
+    for (int i = 0; i < iovcnt && sent > 0; i++) {
+        size_t part = sent < iov[i].iov_len ? sent : iov[i].iov_len;
+        smtp__emit_wire(c, iov[i].iov_base, part, 1);
+        sent -= part;
+    }
+}
+
 /* Sends the iovec's bytes in one call.  Returns bytes sent (0: socket
  * full) or a negative SMTP_E* code. */
 static long body_sendv(struct smtp__conn *c, struct iovec *iov, int iovcnt)
@@ -162,13 +174,8 @@ static long body_sendv(struct smtp__conn *c, struct iovec *iov, int iovcnt)
                         ? send(c->pub.fd, iov[0].iov_base, len, MSG_NOSIGNAL)
                         : sendmsg(c->pub.fd, &mh, MSG_NOSIGNAL);
         if (n >= 0) {
-            size_t left = (size_t)n;
-            for (int i = 0; i < iovcnt && left > 0 &&
-                            smtp__config(c->sched)->wire_trace; i++) {
-                size_t part = left < iov[i].iov_len ? left : iov[i].iov_len;
-                smtp__emit_wire(c, iov[i].iov_base, part, 1);
-                left -= part;
-            }
+            if (smtp__config(c->sched)->wire_trace)
+                trace_sent(c, iov, iovcnt, (size_t)n);
             c->write_blocked = (size_t)n < len;
             return n;
         }
@@ -271,7 +278,6 @@ int smtp__body_callback(SMTP__CALLBACK_PARAMS)
         bool held = c->body_start < c->body_end;
         const char *buf = scratch;
         size_t len = 0;
-
         bool last = false;
 
         if (held) {
