@@ -12,7 +12,10 @@
  * message; with --vary-recipients message N goes to the first
  * 1 + (N - 1) mod K of the K --to addresses.  They are built one at a
  * time as they are submitted and freed at their last outcome, so a run
- * of any length holds only what the engine's queue holds.  --progress N
+ * of any length holds only what the engine's queue holds: by default four
+ * per connection and at least 64, as the Python API's window, so that the
+ * messages on their way are still in the cache (--queue N sets it).
+ * --progress N
  * prints a "progress" line on stderr every N outcomes (elapsed and CPU
  * time, resident size), which benchmarks/scale.py reads.  --noop-after
  * and --quit-after STATE insert a C state after the named one: one that
@@ -76,6 +79,7 @@ struct options {
     size_t drain_after;   /* submit this many, then drain */
     int poll_mode;        /* step the loop from poll(2), as an embedder */
     int vary_recipients;  /* message N: the first 1 + (N-1) mod K of --to */
+    int queue_given;      /* --queue named the queue's capacity */
     long stamp;           /* the start time, in generated Message-IDs */
     struct bodies *bodies;
     struct totals *totals;
@@ -530,6 +534,12 @@ static int submit_one(smtp_scheduler *sched, struct options *o,
 {
     int r;
 
+    /* Waiting for room before submitting spares the engine checking and
+     * refusing the message once per turn (SMTP_EAGAIN stays the rule). */
+    while (smtp_scheduler_pending(sched) >= o->cfg.queue_capacity) {
+        if (smtp_scheduler_run_once(sched, -1) < 0)
+            return -1;
+    }
     while ((r = smtp_scheduler_submit(sched, &o->dest, msg)) == SMTP_EAGAIN) {
         if (smtp_scheduler_run_once(sched, -1) < 0)
             return -1;
@@ -735,7 +745,10 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         case 'm': o->cfg.max_messages_per_connection = (unsigned)v; break;
         case 'r': o->cfg.max_recipients_per_transaction = (unsigned)v; break;
         case 'L': o->linger_ms = (long)v; break;
-        case 'Q': o->cfg.queue_capacity = (size_t)v; break;
+        case 'Q':
+            o->cfg.queue_capacity = (size_t)v;
+            o->queue_given = 1;
+            break;
         case 'D': o->drain_after = (size_t)v; break;
         default: t->progress = (unsigned long)v; break;
         }
@@ -751,6 +764,12 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
                          "--count N, not both");
     if (o->count == 0 && optind == argc)
         return bad_usage("give FILE... or --count N");
+    if (!o->queue_given) {
+        size_t per_conn = 4 * (size_t)o->cfg.max_connections;
+        size_t window = per_conn > 64 ? per_conn : 64;
+        if (window < o->cfg.queue_capacity)
+            o->cfg.queue_capacity = window;
+    }
     return 0;
 }
 
