@@ -39,7 +39,8 @@ int smtp__bounce_class(int kind, const smtp_reply *reply, int error,
     if (error == SMTP_ETIMEOUT)
         return SMTP_BOUNCE_TIMEOUT;
     if (reply == NULL || reply->code == 0)
-        return SMTP_BOUNCE_TRANSIENT;
+        return kind == SMTP_OUTCOME_PERMANENT ? SMTP_BOUNCE_GENERIC
+                                              : SMTP_BOUNCE_TRANSIENT;
     if (enhanced_is(enh, "2.2") || text_has(text, "quota") ||
         text_has(text, "mailbox full"))
         return SMTP_BOUNCE_MAILBOX_FULL;

@@ -13,7 +13,7 @@ import pytest
 
 import smtpstate
 from servers import Script
-from smtpstate import BuiltinState, Message, Outcome, SmtpState
+from smtpstate import BounceClass, BuiltinState, Message, Outcome, SmtpState
 
 SENDER = "sender@client.test"
 BODY = b"From: sender@client.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -179,6 +179,13 @@ def test_fail_without_a_reply_cites_no_earlier_states_reply(
                 "py-refuses",
             )
             assert r.text == "state py-refuses decided the outcome without a reply"
+            # Undecided by a reply, the class follows the kind: a permanent
+            # failure is no "transient failure".
+            assert r.bounce_class == (
+                BounceClass.GENERIC
+                if kind is Outcome.PERMANENT
+                else BounceClass.TRANSIENT
+            )
     assert server.messages == []
 
 

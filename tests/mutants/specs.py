@@ -749,6 +749,26 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "bounce-permanent-as-transient",
+        "a permanent outcome that no reply decided is classed 70, transient "
+        "failure",
+        (
+            node(
+                "test_state_contract.py",
+                "test_fail_without_a_reply_cites_no_earlier_states_reply",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/outcome.c",
+                "        return kind == SMTP_OUTCOME_PERMANENT ? SMTP_BOUNCE_GENERIC\n"
+                "                                              : SMTP_BOUNCE_TRANSIENT;\n",
+                "        return SMTP_BOUNCE_TRANSIENT;\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "py-setup-move-dropped",
         "a Python setup's move to the default next state is lost when the "
         "setup returns",
