@@ -13,7 +13,7 @@
  * 1 + (N - 1) mod K of the K --to addresses.  They are built one at a
  * time as they are submitted and freed at their last outcome, so a run
  * of any length holds only what the engine's queue holds: by default four
- * per connection and at least 64, as the Python API's window, so that the
+ * per connection and at least 128, as the Python API's window, so that the
  * messages on their way are still in the cache (--queue N sets it).
  * --progress N
  * prints a "progress" line on stderr every N outcomes (elapsed and CPU
@@ -766,7 +766,7 @@ static int parse(int argc, char **argv, struct options *o, struct totals *t)
         return bad_usage("give FILE... or --count N");
     if (!o->queue_given) {
         size_t per_conn = 4 * (size_t)o->cfg.max_connections;
-        size_t window = per_conn > 64 ? per_conn : 64;
+        size_t window = per_conn > 128 ? per_conn : 128;
         if (window < o->cfg.queue_capacity)
             o->cfg.queue_capacity = window;
     }
