@@ -107,7 +107,11 @@ def test_bad_arguments_raise_at_the_call_before_anything_is_sent(
         smtpstate.deliver_iter([], "127.0.0.1", 0)
     with pytest.raises(InvalidTypeError, match="rule: messages"):
         smtpstate.deliver_iter(42, "127.0.0.1", server.port)  # type: ignore[arg-type]
-    with pytest.raises(InvalidTypeError, match="unknown delivery setting"):
+    with pytest.raises(
+        InvalidTypeError,
+        match=r"unknown delivery setting 'concurency' \(did you mean "
+        r"'concurrency'\?\); known: concurrency, .*\(rule: settings\)",
+    ):
         smtpstate.deliver_iter([], "127.0.0.1", server.port, concurency=2)
     assert server.sessions == []
 
