@@ -60,6 +60,41 @@ def test_results_come_in_input_order_with_every_field(scripted_server_factory):
     assert {m.data for m in server.wait_for_messages(8)} == {m.data for m in batch}
 
 
+def test_each_recipient_reads_back_its_own_reply_text(scripted_server_factory):
+    # The binding stores a reply string once while rows repeat it: replies
+    # of the same length but other bytes, repeats, an empty text and UTF-8
+    # in one batch must each come back as the server sent them.
+    replies = {
+        "a@server.test": "550 5.1.1 no a",
+        "b@server.test": "550 5.1.2 no b",
+        "c@server.test": "550 5.1.2 no b",
+        "d@server.test": "550",
+        "e@server.test": "550 5.1.1 n\u00f6 e",
+        "f@server.test": "250 2.1.5 ok",
+    }
+    server = scripted_server_factory(Script(rcpt=lambda rcpt, i: replies[rcpt]))
+    results = smtpstate.deliver(
+        messages(20, tuple(replies)), "127.0.0.1", server.port, concurrency=2
+    )
+    queued = set()
+    for result in results:
+        got = {r.recipient: (r.code, r.enhanced, r.text) for r in result.recipients}
+        # Each message's own "queued as" text, of one length for many.
+        queued.add(got.pop("f@server.test"))
+        assert got == {
+            "a@server.test": (550, "5.1.1", "5.1.1 no a"),
+            "b@server.test": (550, "5.1.2", "5.1.2 no b"),
+            "c@server.test": (550, "5.1.2", "5.1.2 no b"),
+            "d@server.test": (550, "", ""),
+            "e@server.test": (550, "5.1.1", "5.1.1 n\u00f6 e"),
+        }, got
+    assert len(queued) == 20, queued
+    assert all(
+        code == 250 and enh == "2.0.0" and text.startswith("2.0.0 Ok: queued as ")
+        for code, enh, text in queued
+    ), queued
+
+
 def test_reply_text_is_utf8_with_bad_bytes_replaced(scripted_server_factory):
     # Outcomes of one turn share one text arena: a non-ASCII reply there
     # must not disturb the others' fields.

@@ -148,12 +148,23 @@ static void copy_name(char *dst, size_t cap, const char *src)
 }
 
 /* Copies s into the arena and fills its two columns; -1 when out of
- * memory. */
+ * memory.  A string equal to the same column's in the row before keeps
+ * that row's place: the enhanced code and the state repeat from row to
+ * row, and Python then decodes each once a batch (Engine._read). */
 static int collector_column(struct smtpstate_py_collector *c, int64_t *row,
                             int at_column, const char *s, size_t len)
 {
     size_t at;
 
+    if (c->n_outcomes > 0) {
+        const int64_t *prev = row - SMTPSTATE_PY_OUTCOME_COLUMNS;
+        if ((size_t)prev[at_column + 1] == len &&
+            memcmp(c->text + prev[at_column], s, len) == 0) {
+            row[at_column] = prev[at_column];
+            row[at_column + 1] = (int64_t)len;
+            return 0;
+        }
+    }
     if (collector_text(c, s, len, &at) != 0)
         return -1;
     row[at_column] = (int64_t)at;

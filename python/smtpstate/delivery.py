@@ -293,11 +293,14 @@ class MessageResult:
     @property
     def recipients(self) -> tuple[RecipientResult, ...]:
         """One :class:`RecipientResult` per recipient, in the message's order."""
-        made: tuple[RecipientResult, ...] | None = self._recipients
-        if made is None:
+        try:
+            return self._recipients  # type: ignore[no-any-return]
+        except AttributeError:
+            # A result made from rows (message_result) leaves the slot
+            # empty until this first read: one store less per message.
             made = recipient_results(self.message, self._rows)
             _set_recipients(self, made)
-        return made
+            return made
 
     @property
     def delivered(self) -> bool:
@@ -390,7 +393,6 @@ def message_result(
     r = _new(MessageResult)
     _set_message(r, message)
     _set_rows(r, rows)
-    _set_recipients(r, None)
     return r
 
 
@@ -426,6 +428,8 @@ class Settings:
 
 _EAGAIN = lib.SMTP_EAGAIN
 _submit = lib.smtpstate_py_submit
+_from_buffer = ffi.from_buffer
+_NULL = ffi.NULL
 # Outcomes gathered in C before Python converts them: few enough that the
 # results stream and the collector stays small, enough that entering
 # Python costs little per message.
@@ -480,11 +484,10 @@ class _Engine:
         lib.smtpstate_py_use_destination(self._collector, self._sched, self.dest)
         _Engine.live += 1
         self._refused: list[tuple[int, Any]] = []
-        # The last envelope's C strings (_build): (sender, char[]) and
-        # (recipients, [char[]], char *[]).
-        self._sender: tuple[Any, Any] = (None, None)
-        self._recipients: tuple[Any, Any, Any] = (None, None, None)
-        self.in_flight: dict[int, list[Any]] = {}
+        # The last envelope and its C strings (_use_envelope):
+        # (sender, recipients, count, char[], [char[]], char *[]).
+        self._envelope: tuple[Any, ...] = (None, None, 0, None, None, None)
+        self.in_flight: dict[int, Any] = {}
         # Messages handed to C at a time: enough to keep every connection
         # busy with one queued behind it, few enough that a message and its
         # entry die young (the cyclic collector's cheap generation) and
@@ -531,27 +534,29 @@ class _Engine:
     def submit(self, index: int, message: Message) -> bool:
         """Hands a message to C; False when the queue is full (nothing was
         queued: submit it again after a step)."""
-        if message.sender != self._sender[0] or (
-            message.recipients != self._recipients[0]
-        ):
-            self._use_envelope(message)
+        envelope = self._envelope
+        if message.sender != envelope[0] or message.recipients != envelope[1]:
+            envelope = self._use_envelope(message)
         data = message.data
         if type(data) is bytes or isinstance(data, _BYTES):
-            buf = ffi.from_buffer(data)
-            msg_id = _submit(self._collector, buf, len(buf), ffi.NULL)
+            buf = _from_buffer(data)
+            msg_id = _submit(self._collector, buf, len(buf), _NULL)
         else:
             buf = ffi.new("char[]", os.fsencode(data))
-            msg_id = _submit(self._collector, ffi.NULL, 0, buf)
+            msg_id = _submit(self._collector, _NULL, 0, buf)
         if msg_id > 0:
-            # What C points into is held until the message's last outcome.
-            # The outcomes due are the recipients C was given, counted
-            # from its strings: a Message subclass may answer
-            # `recipients` differently at each read.
-            n = len(self._recipients[1])
-            self.in_flight[msg_id] = [
-                index, message, [None] * n if n > 1 else None, n,
-                self._sender, self._recipients, buf,
-            ]  # fmt: skip
+            # What C points into (the body, the envelope's strings) is held
+            # until the message's last outcome.  The outcomes due are the
+            # recipients C was given, counted from its strings: a Message
+            # subclass may answer `recipients` differently at each read.
+            # A lone recipient's entry is a tuple, never changed; more
+            # recipients' is a list whose rows and count fill as they come.
+            n = envelope[2]
+            self.in_flight[msg_id] = (
+                (index, message, None, 1, envelope, buf)
+                if n == 1
+                else [index, message, [None] * n, n, envelope, buf]
+            )
             return True
         if msg_id == _EAGAIN:
             return False
@@ -566,23 +571,23 @@ class _Engine:
         )
         return True
 
-    def _use_envelope(self, message: Message) -> None:
+    def _use_envelope(self, message: Message) -> tuple[Any, ...]:
         """The C strings of the message's envelope, for this and the next
-        messages until one differs: a batch usually repeats its sender and
-        recipients.  Each in-flight entry holds the strings it was sent
-        with, so they live until its last outcome."""
-        if message.sender != self._sender[0]:
-            self._sender = (message.sender, ffi.new("char[]", message.sender.encode()))
-        recipients = message.recipients
-        if recipients != self._recipients[0]:
+        messages until one differs (a batch usually repeats its sender and
+        recipients): (sender, recipients, their count, the C strings).
+        Each in-flight entry holds the envelope it was sent with, so its
+        strings live until the entry's last outcome."""
+        sender, recipients = message.sender, message.recipients
+        old = self._envelope
+        sender_c = old[3] if sender == old[0] else ffi.new("char[]", sender.encode())
+        if recipients == old[1]:
+            rcpts, rcpt_array = old[4], old[5]
+        else:
             rcpts = [ffi.new("char[]", r.encode()) for r in recipients]
-            self._recipients = (recipients, rcpts, ffi.new("char *[]", rcpts))
-        lib.smtpstate_py_use_envelope(
-            self._collector,
-            self._sender[1],
-            self._recipients[2],
-            len(self._recipients[1]),
-        )
+            rcpt_array = ffi.new("char *[]", rcpts)
+        self._envelope = (sender, recipients, len(rcpts), sender_c, rcpts, rcpt_array)
+        lib.smtpstate_py_use_envelope(self._collector, sender_c, rcpt_array, len(rcpts))
+        return self._envelope
 
     @staticmethod
     def _local_rows(message: Message, rc: int, why: str) -> tuple[Any, ...]:
@@ -642,17 +647,33 @@ class _Engine:
             arena = text.decode("ascii") if text.isascii() else None
             in_flight = self.in_flight
             finish = self._finish
+            # C gives a string equal to the one above it in its column the
+            # same place, so a repeated one is decoded once.
+            e_at = e_len = t_at = t_len = s_at = s_len = -1
             for (message_id, rcpt, kind, code, enh_at, enh_len, text_at, text_len,
                  stage, state_at, state_len, bounce, error, session) in (
                      _ROW.iter_unpack(cells)):  # fmt: skip
-                if arena is not None:
-                    enhanced = arena[enh_at : enh_at + enh_len]
-                    reply = arena[text_at : text_at + text_len]
-                    state = arena[state_at : state_at + state_len]
-                else:
-                    enhanced = _utf8(text[enh_at : enh_at + enh_len])
-                    reply = _utf8(text[text_at : text_at + text_len])
-                    state = _utf8(text[state_at : state_at + state_len])
+                if enh_at != e_at or enh_len != e_len:
+                    e_at, e_len = enh_at, enh_len
+                    enhanced = (
+                        arena[enh_at : enh_at + enh_len]
+                        if arena is not None
+                        else _utf8(text[enh_at : enh_at + enh_len])
+                    )
+                if text_at != t_at or text_len != t_len:
+                    t_at, t_len = text_at, text_len
+                    reply = (
+                        arena[text_at : text_at + text_len]
+                        if arena is not None
+                        else _utf8(text[text_at : text_at + text_len])
+                    )
+                if state_at != s_at or state_len != s_len:
+                    s_at, s_len = state_at, state_len
+                    state = (
+                        arena[state_at : state_at + state_len]
+                        if arena is not None
+                        else _utf8(text[state_at : state_at + state_len])
+                    )
                 # The fields in RecipientResult's order after the recipient,
                 # as plain values: a result keeps them until they are read,
                 # and a worker process sends them as they are.

@@ -750,8 +750,7 @@ SPECS = [
     ),
     Spec(
         "bounce-permanent-as-transient",
-        "a permanent outcome that no reply decided is classed 70, transient "
-        "failure",
+        "a permanent outcome that no reply decided is classed 70, transient failure",
         (
             node(
                 "test_state_contract.py",
@@ -761,9 +760,29 @@ SPECS = [
         (
             Edit(
                 "csrc/outcome.c",
-                "        return kind == SMTP_OUTCOME_PERMANENT ? SMTP_BOUNCE_GENERIC\n"
-                "                                              : SMTP_BOUNCE_TRANSIENT;\n",
+                "        return kind == SMTP_OUTCOME_PERMANENT ? "
+                "SMTP_BOUNCE_GENERIC\n" + " " * 46 + ": SMTP_BOUNCE_TRANSIENT;\n",
                 "        return SMTP_BOUNCE_TRANSIENT;\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-collector-reuses-by-length",
+        "the collector takes a reply string of the same length as the row "
+        "above's for the same string, so same-length replies read back stale",
+        (
+            node(
+                "test_delivery.py",
+                "test_each_recipient_reads_back_its_own_reply_text",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/_collector.c",
+                "        if ((size_t)prev[at_column + 1] == len &&\n"
+                "            memcmp(c->text + prev[at_column], s, len) == 0) {\n",
+                "        if ((size_t)prev[at_column + 1] == len) {\n",
             ),
         ),
         build="full",
