@@ -57,12 +57,16 @@ def body(size: int) -> bytes:
     return b"".join(lines)
 
 
+_HEADER = (
+    b"From: sender@example.com\r\nTo: rcpt@example.com\r\n"
+    b"Subject: message %d\r\nMessage-ID: <%d.%d@smtpstate.test>\r\n\r\n"
+)
+
+
 def header(i: int, stamp: int) -> bytes:
-    return (
-        "From: sender@example.com\r\nTo: rcpt@example.com\r\n"
-        f"Subject: message {i}\r\nMessage-ID: <{i}.{stamp}@smtpstate.test>"
-        "\r\n\r\n"
-    ).encode()
+    # Formatted as bytes: a str formatted and then encoded costs a third
+    # more a message, which every Python sender would pay.
+    return _HEADER % (i, i, stamp)
 
 
 class Messages:
@@ -81,7 +85,7 @@ class Messages:
     def __iter__(self) -> Iterator[bytes]:
         stamp, text = self.stamp, self.text
         for i in self.numbers:
-            yield header(i, stamp) + text
+            yield _HEADER % (i, i, stamp) + text
 
     def __getitem__(self, key: slice) -> Messages:
         return Messages(self.numbers[key], self.stamp, self.text)
