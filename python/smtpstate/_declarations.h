@@ -345,8 +345,11 @@ extern "Python" int _py_state_callback(delivery_construct *, Event *,
                                        domain_record *, ec_binding_slot,
                                        address_metrics *, struct timeval *,
                                        int);
-extern "Python" int _py_state_setup(const smtp_state *, delivery_construct *,
-                                    connection_handle *, struct timeval *);
+extern "Python" int _py_state_setup(void *, delivery_construct *,
+                                    connection_handle *, connection *);
+/* A Python state's setup as the table calls it (_collector.c). */
+int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
+                       connection_handle *connh, struct timeval *now);
 extern "Python" void _py_state_free(const smtp_state *, connection *);
 extern "Python" int _py_state_tostage(const smtp_state *, connection *);
 extern "Python" const char *_py_state_tostring(const smtp_state *, int);

@@ -536,7 +536,7 @@ def _build_record(state: SmtpState, registration: _Registration) -> tuple[Any, A
     record.name = name_buf
     record.init_local_state = int(state.init_local_state)
     record.callback = lib._py_state_callback if state.callback else ffi.NULL
-    record.setup = lib._py_state_setup if state.setup else ffi.NULL
+    record.setup = lib.smtpstate_py_setup if state.setup else ffi.NULL
     record.free = lib._py_state_free if state.free else ffi.NULL
     record.tostage = lib._py_state_tostage if state.tostage else ffi.NULL
     record.tostring = lib._py_state_tostring if state.tostring else ffi.NULL
@@ -867,19 +867,18 @@ def _py_state_callback(
 
 
 @ffi.def_extern(onerror=_escaped(lib.SMTP_ESTATE))
-def _py_state_setup(self: Any, dc: Any, connh: Any, now: Any) -> int:
-    # _registration_of and _call_with_session written out: a state's setup
-    # runs once per message when it sits in the transaction.  The record
-    # is the table's own (never NULL); its closure is NULL only for a
-    # record the binding did not build.
-    closure = self.closure
-    if _interpreter_exiting or not closure:
+def _py_state_setup(closure: Any, dc: Any, connh: Any, conn: Any) -> int:
+    # Called by smtpstate_py_setup (_collector.c) with the record's closure
+    # (never NULL) and connh.conn.  _registration_of and
+    # _call_with_session written out: a state's setup runs once per
+    # message when it sits in the transaction.
+    if _interpreter_exiting:
         return 0
     registration: _Registration = ffi.from_handle(closure)
     setup = registration.state.setup
     if setup is None:
         return 0
-    session = _SetupSession(connh.conn, dc if dc else None, connh)
+    session = _SetupSession(conn, dc if dc else None, connh)
     try:
         result = setup(session)
     except BaseException as exc:
