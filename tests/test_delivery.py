@@ -112,6 +112,54 @@ def test_reply_text_is_utf8_with_bad_bytes_replaced(scripted_server_factory):
         assert good.text.startswith("2.0.0 ") and good.text.isascii()
 
 
+def test_interleaved_rows_with_events_each_read_their_own_reply(
+    scripted_server_factory,
+):
+    # Rows of many messages interleave (two recipients a transaction, three
+    # connections) while events share the text arena: each recipient is
+    # refused with a reply naming it, most of one length, between empty,
+    # UTF-8 and invalid UTF-8 texts, so a string taken from another row or
+    # from an event's text shows.
+    def replies(rcpt: str) -> tuple[bytes, str, str]:
+        """What the server sends, and the enhanced code and text it reads."""
+        j = int(rcpt[1:3])
+        if j == 0:
+            return b"550\r\n", "", ""
+        if j == 1:
+            sent = b"550 5.1.1 \xff " + rcpt.encode() + b"\r\n"
+            return sent, "5.1.1", f"5.1.1 \ufffd {rcpt}"
+        text = f"5.1.{j % 3} {rcpt}" + (" n\u00f6" if j == 5 else "")
+        return f"550 {text}\r\n".encode(), f"5.1.{j % 3}", text
+
+    server = scripted_server_factory(Script(rcpt=lambda r, i: replies(r)[0]))
+    batch = [
+        Message(SENDER, [f"r{j:02d}m{i:03d}@server.test" for j in range(i % 7 + 1)],
+                BODY, id=i)
+        for i in range(120)
+    ]  # fmt: skip
+    events = io.StringIO()
+    results = smtpstate.deliver(
+        batch,
+        "127.0.0.1",
+        server.port,
+        concurrency=3,
+        max_recipients_per_transaction=2,
+        json_events=events,
+    )
+    assert [r.message.id for r in results] == list(range(120))
+    got = [
+        (r.recipient, r.outcome, r.code, r.enhanced, r.text, r.state)
+        for result in results
+        for r in result.recipients
+    ]
+    assert got == [
+        (rcpt, Outcome.PERMANENT, 550, *replies(rcpt)[1:], "rcpt-to")
+        for m in batch
+        for rcpt in m.recipients
+    ]
+    assert '"event": "outcome"' in events.getvalue()
+
+
 def test_message_from_a_file_is_streamed_byte_exact(tmp_path, scripted_server_factory):
     path = tmp_path / "m.eml"
     path.write_bytes(b"Subject: file\n\n.dot\nbare lf\n")
@@ -334,6 +382,34 @@ def test_session_is_dead_after_its_call(scripted_server_factory, registered):
     assert smtpstate.deliver(messages(1), "127.0.0.1", server.port)[0].delivered
     with pytest.raises(smtpstate.SessionExpiredError, match="valid only during"):
         kept[0].send("NOOP")
+
+
+def test_setup_session_is_dead_after_its_call(scripted_server_factory, registered):
+    # A setup after TRANSACTION runs once a message through the binding's
+    # C shim; the Session it kept must not act on the connection later,
+    # whether the state is an observer or not.
+    server = scripted_server_factory(Script())
+    kept = []
+
+    def setup(session):
+        kept.append(session)
+        session.next()
+
+    observer = SmtpState("py-keep-obs", lambda s, e: None, setup=setup, observer=True)
+    plain = SmtpState("py-keep-plain", lambda s, e: None, setup=setup)
+    registered(observer, BuiltinState.TRANSACTION)
+    registered(plain, BuiltinState.TRANSACTION)
+    results = smtpstate.deliver(messages(6), "127.0.0.1", server.port, concurrency=2)
+    assert [r.delivered for r in results] == [True] * 6
+    assert len(kept) == 12
+    for session in kept:
+        with pytest.raises(smtpstate.SessionExpiredError, match="valid only"):
+            session.next()
+        with pytest.raises(smtpstate.SessionExpiredError, match="valid only"):
+            session.send("NOOP")
+        with pytest.raises(smtpstate.SessionExpiredError, match="valid only"):
+            session.wake()
+    assert len(server.wait_for_messages(6)) == 6
 
 
 def test_events_reach_logging_as_key_value_lines(scripted_server_factory, caplog):
