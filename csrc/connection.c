@@ -319,13 +319,25 @@ static void enter_state(struct smtp__conn *c, smtp_state *target,
     smtp__emit_state(c, from);
 }
 
-/* Runs setups from `target` on until one waits for an event. */
+/* Runs setups from `target` on until one waits for an event.  Setups
+ * that only jump on, in a circle, would run for ever inside one turn of
+ * the loop, which no deadline ends: past more setups than the table has
+ * states, the connection fails. */
 static void run_setups(struct smtp__conn *c, smtp_state *target,
                        struct timeval *now, uint64_t now_ms)
 {
+    unsigned setups = 0;
+
     while (target != NULL && !c->closed) {
         int r = 0;
 
+        if (++setups > SMTP_MAX_STATES) {
+            smtp__conn_fail(c, SMTP_ESTATE, "setups ran %u times in a row "
+                            "without one waiting, the last of state %s "
+                            "(rule: a setup moves on or waits)",
+                            SMTP_MAX_STATES, c->pub.state->name);
+            return;
+        }
         enter_state(c, target, now, now_ms);
         c->jump_to = NULL;
         if (target->setup)

@@ -189,6 +189,61 @@ def test_fail_without_a_reply_cites_no_earlier_states_reply(
     assert server.messages == []
 
 
+@pytest.mark.parametrize("loop", ["itself", "two states"])
+def test_setups_that_jump_in_a_circle_fail_instead_of_looping(
+    loop, scripted_server_factory, registered
+):
+    # Each setup jumps on and none waits: the engine would run them for
+    # ever inside one turn, a hang no deadline can end.
+    ids: list[int] = []
+
+    def jump(to: int):
+        def setup(session):
+            session.next(ids[to])
+
+        return setup
+
+    first = registered(
+        SmtpState(
+            "py-circle-a", lambda s, e: None, setup=jump(0 if loop == "itself" else 1)
+        ),
+        BuiltinState.TRANSACTION,
+    )
+    ids.append(first)
+    if loop == "two states":
+        ids.append(
+            registered(
+                SmtpState("py-circle-b", lambda s, e: None, setup=jump(0)), first
+            )
+        )
+    server = scripted_server_factory(Script())
+
+    class Looping(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Looping("the setups were still running after 20 s")
+
+    # Without the guard the setups never stop: the timer then ends them
+    # from inside one, once a second for each connection after 20 s, and
+    # the outcome names it instead of the rule.
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 20, 1)
+    try:
+        results = smtpstate.deliver(
+            messages(2), "127.0.0.1", server.port, concurrency=1
+        )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    for result in results:
+        (r,) = result.recipients
+        assert (r.outcome, r.error) == (Outcome.TRANSIENT, "SMTP_ESTATE"), r
+        assert "(rule: a setup moves on or waits)" in r.text, r
+        assert r.state.startswith("py-circle-"), r
+    assert server.messages == []
+
+
 def test_source_address_not_numeric_says_so(scripted_server_factory):
     server = scripted_server_factory(Script())
     for source in ("not-an-address", "::1"):

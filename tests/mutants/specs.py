@@ -788,6 +788,24 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "setup-circle-unbounded",
+        "setups that jump in a circle run for ever inside one turn",
+        (
+            node(
+                "test_state_contract.py",
+                "test_setups_that_jump_in_a_circle_fail_instead_of_looping",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "        if (++setups > SMTP_MAX_STATES) {\n",
+                "        if (++setups > SMTP_MAX_STATES && setups == 0) {\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "py-setup-move-dropped",
         "a Python setup's move to the default next state is lost when the "
         "setup returns",
