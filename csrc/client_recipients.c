@@ -205,8 +205,11 @@ int smtp__data_setup(const smtp_state *self, delivery_construct *dc,
     struct smtp__conn *c = smtp__conn_of(connh->conn);
 
     (void)self, (void)dc, (void)now;
-    if (!c->txn.pipelined && !smtp__send_command(c, DATA_LINE))
-        return SMTP_ESTATE;
+    if (!c->txn.pipelined) {
+        if (!smtp__send_command(c, DATA_LINE))
+            return SMTP_ESTATE;
+        c->txn.data_due = true;
+    }
     return SMTP_WANT_READ;
 }
 
@@ -230,6 +233,7 @@ int smtp__data_callback(SMTP__CALLBACK_PARAMS)
     if (!smtp__await_reply(c, events, dot ? after_dot : go_ahead,
                            dot ? 3 : 1, &code, &ret))
         return ret;
+    c->txn.data_due = false;
     if (dot)
         return data_abandoned(c, now); /* whatever it says, nobody got it */
     if (code > 0 && c->txn.accepted > 0) {

@@ -357,8 +357,12 @@ static bool send_mail_group(struct smtp__conn *c, struct smtp__msg *msg)
     if (!smtp__send_joined(c, mail))
         return false;
     msg->began_in = c->pub.session_id;
-    return !c->txn.pipelined ||
-           (smtp__send_rcpts(c, true) && smtp__send_joined(c, data));
+    if (!c->txn.pipelined)
+        return true;
+    if (!smtp__send_rcpts(c, true) || !smtp__send_joined(c, data))
+        return false;
+    c->txn.data_due = true;
+    return true;
 }
 
 /* The message find_work would take next, when its group can go out now:

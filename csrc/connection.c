@@ -241,19 +241,21 @@ SMTP_API int smtp_conn_write(connection *conn, const void *buf, size_t len)
         return smtp__fail(SMTP_EINVAL, "smtp_conn_write: %zu bytes, more "
                           "than the %d-byte output buffer holds (rule: "
                           "command size)", len, WBUF_MAX);
-    /* Between DATA's 354 and the reply to the end of data only the body
-     * goes out: a command from a state inserted there would land in the
-     * message, or draw a reply the confirmation could take for the
-     * body's (DESIGN 8: delivered only on a 2xx to the end of data). */
-    if (c->txn.in_data && !c->chaining)
-        return smtp__fail(SMTP_EPROTO, "smtp_conn_write: state %s may not "
-                          "send between DATA and the reply to the end of "
-                          "data (rule: no command inside the data phase)",
-                          conn->state ? conn->state->name : "?");
     if (smtp__state_is_observer(conn->state))
         return smtp__fail(SMTP_EPROTO, "smtp_conn_write: state %s is an "
                           "observer and may not send (rule: an observer "
                           "only looks and moves on)", conn->state->name);
+    /* Between DATA (sent, under PIPELINING, with MAIL FROM and RCPT TO,
+     * before a state after them runs) and the reply to the end of data
+     * only the body goes out: a command from a state inserted there would
+     * land in the message, or draw a reply the confirmation could take
+     * for the body's (DESIGN 8: delivered only on a 2xx to the end of
+     * data). */
+    if ((c->txn.data_due || c->txn.in_data) && !c->chaining)
+        return smtp__fail(SMTP_EPROTO, "smtp_conn_write: state %s may not "
+                          "send between DATA and the reply to the end of "
+                          "data (rule: no command inside the data phase)",
+                          conn->state ? conn->state->name : "?");
     /* A command goes out only when every reply due has been read: bytes
      * still unread now came when no reply was due (DESIGN 9). */
     if (c->rstart < c->rend)

@@ -99,6 +99,9 @@ struct smtp__txn {
     bool body_done;              /* the terminator is queued */
     bool group_sent;             /* MAIL, RCPTs and DATA went out behind
                                     the previous message's end of data */
+    bool data_due;               /* DATA went out, its reply is unread: a
+                                    command now would land in the body
+                                    once the 354 comes */
     bool in_data;                /* from DATA's 354 until the reply to the
                                     end of data is read: no command may go
                                     out, so no other reply can be taken

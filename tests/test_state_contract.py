@@ -672,6 +672,27 @@ def test_oversized_command_is_refused_naming_the_limit(
     assert session.verbs[:3] == ("EHLO", "NOOP", "MAIL")
 
 
+@pytest.mark.parametrize("after", [BuiltinState.MAIL_FROM, BuiltinState.RCPT_TO])
+def test_state_cannot_send_behind_a_pipelined_data(
+    after, scripted_server_factory, registered
+):
+    # Under PIPELINING, DATA went out with MAIL FROM and the RCPTs before a
+    # state after them runs: its command would follow DATA and, once the
+    # 354 came, be taken as the first line of the message, which the
+    # server then stored with it.
+    server = scripted_server_factory(Script(pipelining=True))
+    registered(
+        smtpstate.command_state("py-behind-data", "NOOP", on_failure="continue"),
+        after,
+    )
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    (rcpt,) = result.recipients
+    assert (rcpt.outcome, rcpt.error) == (Outcome.TRANSIENT, "SMTP_ESTATE"), rcpt
+    assert "rule: no command inside the data phase" in rcpt.text, rcpt
+    assert server.messages == []
+    assert all("NOOP" not in s.verbs for s in server.sessions)
+
+
 @pytest.mark.parametrize("after", [BuiltinState.DATA, BuiltinState.BODY])
 def test_state_cannot_send_inside_the_data_phase(
     after, scripted_server_factory, registered

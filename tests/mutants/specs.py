@@ -806,6 +806,25 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "command-behind-pipelined-data",
+        "a state after MAIL FROM or RCPT TO may send under PIPELINING, and "
+        "its command lands in the message behind the DATA sent before it",
+        (
+            node(
+                "test_state_contract.py",
+                "test_state_cannot_send_behind_a_pipelined_data",
+            ),
+        ),
+        (
+            Edit(
+                "csrc/connection.c",
+                "    if ((c->txn.data_due || c->txn.in_data) && !c->chaining)\n",
+                "    if (c->txn.in_data && !c->chaining)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "py-setup-move-dropped",
         "a Python setup's move to the default next state is lost when the "
         "setup returns",
