@@ -12,7 +12,6 @@
 #include "client_states.h"
 
 #define RCPT_LINE_MAX 512
-#define DATA_LINE "DATA\r\n"
 
 bool smtp__send_rcpts(struct smtp__conn *c, bool all)
 {
@@ -21,7 +20,7 @@ bool smtp__send_rcpts(struct smtp__conn *c, bool all)
     /* A pipelined group ends with DATA in the same buffer: a RCPT that
      * would leave DATA no room waits for the next transaction, as one
      * that does not fit itself does. */
-    size_t keep = all ? sizeof(DATA_LINE) - 1 : 0;
+    size_t keep = all ? sizeof(SMTP__DATA_LINE) - 1 : 0;
 
     for (; msg != NULL && t->send_pos < t->rcpt_end; t->send_pos++) {
         size_t r = t->send_pos;
@@ -206,7 +205,7 @@ int smtp__data_setup(const smtp_state *self, delivery_construct *dc,
 
     (void)self, (void)dc, (void)now;
     if (!c->txn.pipelined) {
-        if (!smtp__send_command(c, DATA_LINE))
+        if (!smtp__send_command(c, SMTP__DATA_LINE))
             return SMTP_ESTATE;
         c->txn.data_due = true;
     }

@@ -7,6 +7,10 @@
 
 #include "engine.h"
 
+/* DATA as sent: alone, or closing a pipelined group, whose RCPTs leave
+ * room for it (smtp__send_rcpts). */
+#define SMTP__DATA_LINE "DATA\r\n"
+
 /* The parameter list every state callback has (dns_ds.h). */
 #define SMTP__CALLBACK_PARAMS                                              \
     delivery_construct *dc, Event *e, connection *conn,                    \

@@ -353,7 +353,7 @@ static bool send_mail_group(struct smtp__conn *c, struct smtp__msg *msg)
 
     const char *mail[] = {"MAIL FROM:<", msg->m->sender, ">", size, "\r\n",
                           NULL};
-    static const char *const data[] = {"DATA\r\n", NULL};
+    static const char *const data[] = {SMTP__DATA_LINE, NULL};
     if (!smtp__send_joined(c, mail))
         return false;
     msg->began_in = c->pub.session_id;
