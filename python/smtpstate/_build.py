@@ -9,6 +9,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 COLLECTOR = (HERE / "_collector.c").read_text()
+STATE_SETUP = (HERE / "_state_setup.c").read_text()
 RECORDS = COLLECTOR.split("/* cdef-begin */")[1].split("/* cdef-end */")[0]
 
 SANITIZE = os.environ.get("SMTPSTATE_SANITIZE", "")
@@ -18,7 +19,7 @@ ffibuilder = FFI()
 ffibuilder.cdef((HERE / "_declarations.h").read_text() + RECORDS)
 ffibuilder.set_source(
     "smtpstate._smtpstate_cffi",
-    '#include "smtp.h"\n' + COLLECTOR,
+    '#include "smtp.h"\n' + COLLECTOR + STATE_SETUP,
     include_dirs=[str(ROOT / "include")],
     libraries=["smtpstate"],
     extra_compile_args=["-std=c11", *SAN_FLAGS],

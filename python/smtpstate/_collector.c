@@ -366,26 +366,6 @@ static int smtpstate_py_run(smtp_scheduler *sched,
     }
 }
 
-/* Defined by cffi from states.py; declared here to be called below. */
-static int _py_state_setup(void *closure, delivery_construct *dc,
-                           connection_handle *connh, connection *conn);
-
-/*
- * A Python state's setup as the state table calls it.  It hands Python
- * the registration's handle and the connection as arguments, so a setup
- * that runs once per message reads no field through cdata, and not the
- * clock, which Python does not use.  A record the binding did not build
- * has no handle: its setup does nothing.
- */
-static int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
-                              connection_handle *connh, struct timeval *now)
-{
-    (void)now;
-    if (self->closure == NULL)
-        return 0;
-    return _py_state_setup(self->closure, dc, connh, connh->conn);
-}
-
 /* Python has read every row: the records of the messages settled since
  * the last reset can be reused. */
 static void smtpstate_py_collector_reset(struct smtpstate_py_collector *c)

@@ -345,9 +345,11 @@ extern "Python" int _py_state_callback(delivery_construct *, Event *,
                                        domain_record *, ec_binding_slot,
                                        address_metrics *, struct timeval *,
                                        int);
-extern "Python" int _py_state_setup(void *, delivery_construct *,
-                                    connection_handle *, connection *);
-/* A Python state's setup as the table calls it (_collector.c). */
+/* A Python state's setup as the table calls it, and what it calls: the
+ * binding's entry with its error handler, and each state's registration
+ * (_state_setup.c; the pointers are Python objects, bound from Python). */
+void smtpstate_py_bind_setup_entry(void *entry, void *onerror);
+int smtpstate_py_bind_setup(int state_id, void *registration);
 int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
                        connection_handle *connh, struct timeval *now);
 extern "Python" void _py_state_free(const smtp_state *, connection *);

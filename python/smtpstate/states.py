@@ -1,11 +1,14 @@
 """Python states in the C state table.
 
 A :class:`SmtpState` is copied into the same static table that C states
-live in.  Its C record points at five trampolines declared
+live in.  Its C record points at four trampolines declared
 ``extern "Python"`` in the binding; the record's ``closure`` is a cffi
 handle to the registration, through which a trampoline finds the Python
-callables.  The registry below holds each registration (and so its
-callables and closure) alive exactly while the state is registered.
+callables.  The setup, which runs once per message for a state in the
+transaction, has a leaner C entry (``_state_setup.c``) that holds the
+registration by state id.  The registry below holds each registration
+(and so its callables and closure) alive exactly while the state is
+registered.
 """
 
 from __future__ import annotations
@@ -583,6 +586,8 @@ def register_smtp_client_state(state: SmtpState, insert_after: int) -> int:
         _raw.smtp_unregister_client_state(state_id)
         raise error_from_code(code, message)
     _registry[state_id] = registration
+    # The setup's C entry finds the registration by id (_state_setup.c).
+    lib.smtpstate_py_bind_setup(state_id, ffi.cast("void *", id(registration)))
     object.__setattr__(state, "_id", state_id)
     object.__setattr__(state, "_frozen", True)
     return state_id
@@ -601,6 +606,7 @@ def smtp_unregister_client_state(state_id: int) -> None:
     if _raw.smtp_unregister_client_state(state_id) != 0:
         _raise_last_error()
     registration = _registry.pop(state_id, None)
+    lib.smtpstate_py_bind_setup(state_id, ffi.NULL)
     if registration is not None:
         object.__setattr__(registration.state, "_id", None)
 
@@ -866,19 +872,32 @@ def _py_state_callback(
     return int(lib.smtp_conn_fail(conn, lib.SMTP_ESTATE, message.encode()))
 
 
-@ffi.def_extern(onerror=_escaped(lib.SMTP_ESTATE))
-def _py_state_setup(closure: Any, dc: Any, connh: Any, conn: Any) -> int:
-    # Called by smtpstate_py_setup (_collector.c) with the record's closure
-    # (never NULL) and connh.conn.  _registration_of and
-    # _call_with_session written out: a state's setup runs once per
-    # message when it sits in the transaction.
+# A connection's (conn, dc, connh) cdata by the context's address, kept
+# from one setup to the next.  The engine keeps the three in one record per
+# connection and smtpstate_py_setup checks that the context points at the
+# handle it was given, so an address always names the same three, also
+# after the record's memory serves a new connection.
+_contexts: dict[int, tuple[Any, Any, Any]] = {}
+_MAX_CONTEXTS = 16384
+
+
+def _py_state_setup(registration: _Registration, dc_address: int) -> int:
+    # Called by smtpstate_py_setup (_state_setup.c) for every Python state
+    # with a setup.  _call_with_session is written out: a state's setup
+    # runs once per message when it sits in the transaction.
     if _interpreter_exiting:
         return 0
-    registration: _Registration = ffi.from_handle(closure)
     setup = registration.state.setup
     if setup is None:
         return 0
-    session = _SetupSession(conn, dc if dc else None, connh)
+    args = _contexts.get(dc_address)
+    if args is None:
+        if len(_contexts) >= _MAX_CONTEXTS:
+            _contexts.clear()
+        dc = ffi.cast("delivery_construct *", dc_address)
+        connh = dc.conn_handle
+        args = _contexts[dc_address] = (connh.conn, dc, connh)
+    session = _SetupSession(*args)
     try:
         result = setup(session)
     except BaseException as exc:
@@ -899,6 +918,12 @@ def _py_state_setup(closure: Any, dc: Any, connh: Any, conn: Any) -> int:
         f"state {registration.state.name!r} setup returned {result!r}"
     )
     return _ESTATE
+
+
+_setup_onerror = _escaped(_ESTATE)
+lib.smtpstate_py_bind_setup_entry(
+    ffi.cast("void *", id(_py_state_setup)), ffi.cast("void *", id(_setup_onerror))
+)
 
 
 @ffi.def_extern(onerror=_escaped(None))

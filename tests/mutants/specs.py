@@ -1221,4 +1221,56 @@ SPECS = [
         ),
         build="full",
     ),
+    Spec(
+        "py-setup-context-by-wrong-key",
+        "the setup entry keeps one connection's cdata for every context, so "
+        "a setup's Session is another connection's",
+        (
+            node(
+                "test_state_setup_entry.py",
+                "test_each_setup_sees_its_own_connection",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                "    args = _contexts.get(dc_address)\n",
+                "    args = next(iter(_contexts.values()), None)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-setup-keeps-unregistered",
+        "the setup entry keeps a removed state's registration alive for ever",
+        (node("test_state_setup_entry.py", "test_unregistering_releases_the_state"),),
+        (
+            Edit(
+                "python/smtpstate/_state_setup.c",
+                "    py_setup_owner[state_id] = registration;\n    Py_XDECREF(old);\n",
+                "    py_setup_owner[state_id] = registration;\n    (void)old;\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-setup-escape-moves-on",
+        "an error escaping the setup entry moves the connection on, so the "
+        "message is delivered past a state that never ran",
+        (
+            node(
+                "test_state_setup_entry.py",
+                "test_an_error_escaping_the_entry_fails_the_message_and_is_reported",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/_state_setup.c",
+                "    PyErr_WriteUnraisable(py_setup_entry);\n    return rc;\n",
+                "    PyErr_WriteUnraisable(py_setup_entry);\n"
+                "    return SMTP_STATE_SKIP;\n",
+            ),
+        ),
+        build="full",
+    ),
 ]

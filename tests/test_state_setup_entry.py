@@ -1,0 +1,130 @@
+"""The C entry of every Python state's setup (_state_setup.c): the
+connection a setup sees, the registrations the entry holds, and what
+happens when an exception escapes the entry itself.  Against real loopback
+servers."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import smtpstate
+from servers import Script
+from smtpstate import BuiltinState, Message, Outcome, SmtpState, states
+from smtpstate._smtpstate_cffi import ffi, lib
+
+SENDER = "sender@client.test"
+
+
+def messages(n: int) -> list[Message]:
+    return [
+        Message(SENDER, ["rcpt@server.test"], b"Subject: %d\r\n\r\nHello.\r\n" % i)
+        for i in range(n)
+    ]
+
+
+def session_recorder(seen: list[int]) -> SmtpState:
+    """An observer after TRANSACTION: notes each message's session id."""
+
+    def setup(session: smtpstate.Session) -> None:
+        seen.append(session.session_id)
+        session.next()
+
+    return SmtpState("py-seen", lambda s, e: None, setup=setup, observer=True)
+
+
+@pytest.mark.parametrize("kept", [16384, 2], ids=["kept", "forgotten"])
+def test_each_setup_sees_its_own_connection(
+    kept, scripted_server_factory, registered, monkeypatch
+):
+    # The entry keeps a connection's cdata by its context's address, and
+    # forgets them all when it holds too many: either way a setup's
+    # Session is the connection it runs for, as the results name it, also
+    # when a closed connection's memory serves a new one.
+    monkeypatch.setattr(states, "_MAX_CONTEXTS", kept)
+    monkeypatch.setattr(states, "_contexts", {})
+    server = scripted_server_factory(Script(pipelining=True))
+    seen: list[int] = []
+    registered(session_recorder(seen), BuiltinState.TRANSACTION)
+    results = smtpstate.deliver(
+        messages(24),
+        "127.0.0.1",
+        server.port,
+        concurrency=3,
+        max_messages_per_connection=2,
+    )
+    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 24
+    assert len(server.messages) == 24
+    sent_on = sorted(r.recipients[0].session_id for r in results)
+    assert len(set(sent_on)) >= 12  # two messages a connection at most
+    assert sorted(seen) == sent_on
+    assert 1 <= len(states._contexts) <= kept
+
+
+def test_unregistering_releases_the_state(registered):
+    # The entry holds each registration while its state is registered, and
+    # lets it go with the state: nothing else keeps a removed state alive.
+    state = session_recorder([])
+    ref = weakref.ref(state)
+    state_id = smtpstate.register_smtp_client_state(state, BuiltinState.TRANSACTION)
+    smtpstate.smtp_unregister_client_state(state_id)
+    del state
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.fixture
+def entry() -> Iterator[Callable[[Callable[..., Any]], None]]:
+    """Binds another Python function as the setup entry for one test."""
+
+    def bind(fn: Callable[..., Any]) -> None:
+        lib.smtpstate_py_bind_setup_entry(
+            ffi.cast("void *", id(fn)), ffi.cast("void *", id(states._setup_onerror))
+        )
+
+    yield bind
+    bind(states._py_state_setup)
+
+
+def test_an_interrupt_escaping_the_entry_reaches_the_caller(
+    entry, scripted_server_factory, registered
+):
+    # An interrupt can land between two lines of the entry, outside the
+    # handling around the state's own setup: it is kept, the run stops and
+    # deliver raises it, and the message is not sent.
+    def interrupted(registration: Any, dc_address: int) -> int:
+        raise KeyboardInterrupt
+
+    server = scripted_server_factory(Script())
+    registered(session_recorder([]), BuiltinState.TRANSACTION)
+    entry(interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        smtpstate.deliver(messages(2), "127.0.0.1", server.port, concurrency=1)
+    assert server.messages == []
+    assert states.take_interrupt() is None
+
+
+def test_an_error_escaping_the_entry_fails_the_message_and_is_reported(
+    entry, scripted_server_factory, registered, monkeypatch
+):
+    # A bug in the entry itself is reported as unraisable, and the message
+    # whose setup it was fails transiently: never reported delivered.
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_value))
+
+    def broken(registration: Any, dc_address: int) -> int:
+        raise ValueError("broken entry")
+
+    server = scripted_server_factory(Script())
+    registered(session_recorder([]), BuiltinState.TRANSACTION)
+    entry(broken)
+    results = smtpstate.deliver(messages(2), "127.0.0.1", server.port, concurrency=1)
+    assert [r.outcome for r in results] == [Outcome.TRANSIENT] * 2
+    assert all(r.recipients[0].error == "SMTP_ESTATE" for r in results)
+    assert server.messages == []
+    assert reported and all(isinstance(e, ValueError) for e in reported)
