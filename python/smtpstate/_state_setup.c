@@ -27,8 +27,8 @@ void smtpstate_py_bind_setup_entry(void *entry, void *onerror)
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *old_entry = py_setup_entry, *old_onerror = py_setup_onerror;
 
-    Py_INCREF((PyObject *)entry);
-    Py_INCREF((PyObject *)onerror);
+    Py_XINCREF((PyObject *)entry);
+    Py_XINCREF((PyObject *)onerror);
     py_setup_entry = entry;
     py_setup_onerror = onerror;
     Py_XDECREF(old_entry);
@@ -107,7 +107,8 @@ static int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
         return SMTP_ESTATE;
     gil = PyGILState_Ensure();
     owner = py_setup_owner[self->id];
-    if (owner == NULL || py_setup_entry == NULL) {
+    if (owner == NULL || py_setup_entry == NULL ||
+        py_setup_onerror == NULL) {
         PyGILState_Release(gil);
         return 0;
     }
