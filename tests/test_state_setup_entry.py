@@ -128,3 +128,49 @@ def test_an_error_escaping_the_entry_fails_the_message_and_is_reported(
     assert all(r.recipients[0].error == "SMTP_ESTATE" for r in results)
     assert server.messages == []
     assert reported and all(isinstance(e, ValueError) for e in reported)
+
+
+def jumped_then_raising(exc_type: type[BaseException]) -> Callable[..., int]:
+    """An entry that moves the connection to MAIL FROM, as a setup may,
+    and then lets `exc_type` escape."""
+
+    def jump_then_raise(registration: Any, dc_address: int) -> int:
+        dc = ffi.cast("delivery_construct *", dc_address)
+        mail_from = lib.smtp_get_state(BuiltinState.MAIL_FROM)
+        lib.smtp_next_state(dc, dc.conn_handle, mail_from, ffi.NULL)
+        raise exc_type("escaped after a jump")
+
+    return jump_then_raise
+
+
+def test_an_error_escaping_the_entry_after_a_jump_fails_the_message(
+    entry, scripted_server_factory, registered, monkeypatch
+):
+    # A jump recorded inside the setup wins over the setup's answer in the
+    # engine, so the entry's SMTP_ESTATE alone would let the connection go
+    # on: the message must still fail, and nothing of it reach the server.
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
+    server = scripted_server_factory(Script())
+    registered(session_recorder([]), BuiltinState.TRANSACTION)
+    entry(jumped_then_raising(ValueError))
+    results = smtpstate.deliver(messages(2), "127.0.0.1", server.port, concurrency=1)
+    assert [r.outcome for r in results] == [Outcome.TRANSIENT] * 2
+    assert all(r.recipients[0].error == "SMTP_ESTATE" for r in results)
+    assert server.messages == []
+    assert all("MAIL" not in s.verbs for s in server.sessions)
+
+
+def test_an_interrupt_escaping_the_entry_after_a_jump_sends_nothing_more(
+    entry, scripted_server_factory, registered
+):
+    # The interrupt stops the run; the connection whose setup it escaped
+    # does not go on to send the jumped-to state's commands.
+    server = scripted_server_factory(Script())
+    registered(session_recorder([]), BuiltinState.TRANSACTION)
+    entry(jumped_then_raising(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        smtpstate.deliver(messages(2), "127.0.0.1", server.port, concurrency=1)
+    server.stop()
+    assert server.messages == []
+    assert all("MAIL" not in s.verbs for s in server.sessions)
+    assert states.take_interrupt() is None
