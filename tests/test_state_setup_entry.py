@@ -174,3 +174,52 @@ def test_an_interrupt_escaping_the_entry_after_a_jump_sends_nothing_more(
     assert server.messages == []
     assert all("MAIL" not in s.verbs for s in server.sessions)
     assert states.take_interrupt() is None
+
+
+class _WantsReadButConvertsOtherwise(int):
+    """An int of value WANT_READ whose int() names other bits."""
+
+    def __int__(self) -> int:
+        return (1 << 32) | states.SKIP
+
+
+class _MasksToNothing(int):
+    """An int whose `&` hides the bits outside what a setup may return."""
+
+    def __and__(self, other: object) -> int:
+        return 0
+
+    __rand__ = __and__
+
+
+@pytest.mark.parametrize(
+    ("answer", "delivered"),
+    [
+        (_WantsReadButConvertsOtherwise(smtpstate.WANT_READ), True),
+        (_MasksToNothing((1 << 32) | smtpstate.WANT_READ), False),
+    ],
+    ids=["int-converts-otherwise", "and-masks-to-nothing"],
+)
+def test_a_setup_answer_is_judged_by_its_value(
+    answer, delivered, scripted_server_factory, registered
+):
+    # The entry hands C a C int: the value checked must be the value
+    # passed, never one an int subclass converts to or one cut to 32 bits.
+    def setup(session: smtpstate.Session) -> int:
+        session.send("NOOP")
+        return answer
+
+    def callback(session: smtpstate.Session, events: int) -> None:
+        if session.read_reply(250) is not None:
+            session.next()
+
+    server = scripted_server_factory(Script())
+    registered(SmtpState("py-odd-int", callback, setup=setup), BuiltinState.TRANSACTION)
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    if delivered:
+        assert result.outcome is Outcome.DELIVERED
+        assert len(server.messages) == 1
+    else:
+        assert result.outcome is Outcome.TRANSIENT
+        assert "setup of state py-odd-int failed" in result.recipients[0].text
+        assert server.messages == []

@@ -1284,6 +1284,25 @@ SPECS = [
         build="full",
     ),
     Spec(
+        "py-setup-answer-converted",
+        "a setup's int answer is converted with int(), so an int subclass "
+        "hands C bits other than those checked",
+        (
+            node(
+                "test_state_setup_entry.py",
+                "test_a_setup_answer_is_judged_by_its_value[int-converts-otherwise]",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                "        value = _index(result)\n",
+                "        value = int(result)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
         "py-setup-escape-follows-jump",
         "an error escaping the setup entry after the setup jumped leaves the "
         "connection open, so the engine follows the jump and delivers",
