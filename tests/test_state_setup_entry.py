@@ -128,3 +128,98 @@ def test_an_error_escaping_the_entry_fails_the_message_and_is_reported(
     assert all(r.recipients[0].error == "SMTP_ESTATE" for r in results)
     assert server.messages == []
     assert reported and all(isinstance(e, ValueError) for e in reported)
+
+
+def jumped_then_raising(exc_type: type[BaseException]) -> Callable[..., int]:
+    """An entry that moves the connection to MAIL FROM, as a setup may,
+    and then lets `exc_type` escape."""
+
+    def jump_then_raise(registration: Any, dc_address: int) -> int:
+        dc = ffi.cast("delivery_construct *", dc_address)
+        mail_from = lib.smtp_get_state(BuiltinState.MAIL_FROM)
+        lib.smtp_next_state(dc, dc.conn_handle, mail_from, ffi.NULL)
+        raise exc_type("escaped after a jump")
+
+    return jump_then_raise
+
+
+def test_an_error_escaping_the_entry_after_a_jump_fails_the_message(
+    entry, scripted_server_factory, registered, monkeypatch
+):
+    # A jump recorded inside the setup wins over the setup's answer in the
+    # engine, so the entry's SMTP_ESTATE alone would let the connection go
+    # on: the message must still fail, and nothing of it reach the server.
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
+    server = scripted_server_factory(Script())
+    registered(session_recorder([]), BuiltinState.TRANSACTION)
+    entry(jumped_then_raising(ValueError))
+    results = smtpstate.deliver(messages(2), "127.0.0.1", server.port, concurrency=1)
+    assert [r.outcome for r in results] == [Outcome.TRANSIENT] * 2
+    assert all(r.recipients[0].error == "SMTP_ESTATE" for r in results)
+    assert server.messages == []
+    assert all("MAIL" not in s.verbs for s in server.sessions)
+
+
+def test_an_interrupt_escaping_the_entry_after_a_jump_sends_nothing_more(
+    entry, scripted_server_factory, registered
+):
+    # The interrupt stops the run; the connection whose setup it escaped
+    # does not go on to send the jumped-to state's commands.
+    server = scripted_server_factory(Script())
+    registered(session_recorder([]), BuiltinState.TRANSACTION)
+    entry(jumped_then_raising(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        smtpstate.deliver(messages(2), "127.0.0.1", server.port, concurrency=1)
+    server.stop()
+    assert server.messages == []
+    assert all("MAIL" not in s.verbs for s in server.sessions)
+    assert states.take_interrupt() is None
+
+
+class _WantsReadButConvertsOtherwise(int):
+    """An int of value WANT_READ whose int() names other bits."""
+
+    def __int__(self) -> int:
+        return (1 << 32) | states.SKIP
+
+
+class _MasksToNothing(int):
+    """An int whose `&` hides the bits outside what a setup may return."""
+
+    def __and__(self, other: object) -> int:
+        return 0
+
+    __rand__ = __and__
+
+
+@pytest.mark.parametrize(
+    ("answer", "delivered"),
+    [
+        (_WantsReadButConvertsOtherwise(smtpstate.WANT_READ), True),
+        (_MasksToNothing((1 << 32) | smtpstate.WANT_READ), False),
+    ],
+    ids=["int-converts-otherwise", "and-masks-to-nothing"],
+)
+def test_a_setup_answer_is_judged_by_its_value(
+    answer, delivered, scripted_server_factory, registered
+):
+    # The entry hands C a C int: the value checked must be the value
+    # passed, never one an int subclass converts to or one cut to 32 bits.
+    def setup(session: smtpstate.Session) -> int:
+        session.send("NOOP")
+        return answer
+
+    def callback(session: smtpstate.Session, events: int) -> None:
+        if session.read_reply(250) is not None:
+            session.next()
+
+    server = scripted_server_factory(Script())
+    registered(SmtpState("py-odd-int", callback, setup=setup), BuiltinState.TRANSACTION)
+    (result,) = smtpstate.deliver(messages(1), "127.0.0.1", server.port)
+    if delivered:
+        assert result.outcome is Outcome.DELIVERED
+        assert len(server.messages) == 1
+    else:
+        assert result.outcome is Outcome.TRANSIENT
+        assert "setup of state py-odd-int failed" in result.recipients[0].text
+        assert server.messages == []

@@ -15,6 +15,8 @@
  * state ids are never reused, so the table below is indexed by id without
  * a lock; each call takes the GIL, which the loop runs without.
  */
+#include <stdbool.h>
+#include <stdio.h>
 
 /* Python's entry, its error handler, and each Python state's registration
  * object, by state id; strong references, set by the binding. */
@@ -98,6 +100,8 @@ static int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
     PyGILState_STATE gil;
     PyObject *owner, *address, *answer;
     long rc = SMTP_ESTATE;
+    bool escaped;
+    char reason[SMTP_STATE_NAME_MAX + 64];
 
     (void)now;
     if (self->id <= 0 || self->id >= SMTP_MAX_STATES || !Py_IsInitialized())
@@ -122,8 +126,17 @@ static int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
             Py_DECREF(answer);
         }
     }
-    if (PyErr_Occurred())
+    escaped = PyErr_Occurred() != NULL;
+    if (escaped)
         rc = py_setup_escaped();
     PyGILState_Release(gil);
+    /* The engine follows a jump the setup made before the exception
+     * whatever the answer: only a failed connection sends nothing more,
+     * as for an exception the entry contained. */
+    if (escaped) {
+        snprintf(reason, sizeof reason, "the setup of state %s raised "
+                 "outside its own handling", self->name);
+        smtp_conn_fail(connh->conn, SMTP_ESTATE, reason);
+    }
     return (int)rc;
 }

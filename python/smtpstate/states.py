@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import enum
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -804,6 +805,7 @@ def _escaped(default: Any) -> Callable[..., Any]:
 
 
 _ESTATE = int(lib.SMTP_ESTATE)
+_index = operator.index
 _SKIP = int(SKIP)
 
 
@@ -912,8 +914,12 @@ def _py_state_setup(registration: _Registration, dc_address: int) -> int:
         return _SKIP
     if result is None:
         return 0
-    if isinstance(result, int) and not result & ~(_WANT_BITS | SKIP):
-        return int(result)
+    if isinstance(result, int):
+        # The plain value: an int subclass's own int() or & could make the
+        # bits checked differ from those C gets, cut to a C int.
+        value = _index(result)
+        if not value & ~(_WANT_BITS | SKIP):
+            return value
     registration.last_exception = TypeError(
         f"state {registration.state.name!r} setup returned {result!r}"
     )

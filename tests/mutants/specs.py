@@ -53,6 +53,15 @@ def reply(old: str, new: str) -> Edit:
     return Edit("csrc/reply.c", old, new)
 
 
+# The setup entry fails the connection itself when an exception escaped;
+# without it only the answer says so, which a jump made before wins over.
+ESCAPE_GOES_ON = Edit(
+    "python/smtpstate/_state_setup.c",
+    "    if (escaped) {\n        snprintf",
+    "    if (0) {\n        snprintf",
+)
+
+
 SPECS = [
     # ---- legal replies the engine must take ------------------------------
     Spec(
@@ -1270,7 +1279,44 @@ SPECS = [
                 "    PyErr_WriteUnraisable(py_setup_entry);\n"
                 "    return SMTP_STATE_SKIP;\n",
             ),
+            ESCAPE_GOES_ON,
         ),
+        build="full",
+    ),
+    Spec(
+        "py-setup-answer-converted",
+        "a setup's int answer is converted with int(), so an int subclass "
+        "hands C bits other than those checked",
+        (
+            node(
+                "test_state_setup_entry.py",
+                "test_a_setup_answer_is_judged_by_its_value[int-converts-otherwise]",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                "        value = _index(result)\n",
+                "        value = int(result)\n",
+            ),
+        ),
+        build="full",
+    ),
+    Spec(
+        "py-setup-escape-follows-jump",
+        "an error escaping the setup entry after the setup jumped leaves the "
+        "connection open, so the engine follows the jump and delivers",
+        (
+            node(
+                "test_state_setup_entry.py",
+                "test_an_error_escaping_the_entry_after_a_jump_fails_the_message",
+            ),
+            node(
+                "test_state_setup_entry.py",
+                "test_an_interrupt_escaping_the_entry_after_a_jump_sends_nothing_more",
+            ),
+        ),
+        (ESCAPE_GOES_ON,),
         build="full",
     ),
 ]
