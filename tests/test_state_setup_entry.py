@@ -223,3 +223,45 @@ def test_a_setup_answer_is_judged_by_its_value(
         assert result.outcome is Outcome.TRANSIENT
         assert "setup of state py-odd-int failed" in result.recipients[0].text
         assert server.messages == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _WantsReadButConvertsOtherwise(smtpstate.WANT_READ),
+        _MasksToNothing((1 << 32) | smtpstate.WANT_READ),
+    ],
+    ids=["int-converts-otherwise", "and-masks-to-nothing"],
+)
+def test_a_callback_answer_is_judged_by_its_value(
+    answer, scripted_server_factory, registered, monkeypatch
+):
+    # The callback's trampoline hands C a C int too: an answer whose value
+    # is WANT_READ waits for the reply like WANT_READ, and one with bits
+    # past a C int is refused by name, not converted.
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
+
+    def setup(session: smtpstate.Session) -> int:
+        return smtpstate.WANT_WRITE
+
+    def callback(session: smtpstate.Session, events: int) -> int | None:
+        if session.local_state == 0:
+            session.local_state = 1
+            session.send("NOOP")
+            return answer
+        if session.read_reply(250) is not None:
+            session.next()
+        return None
+
+    server = scripted_server_factory(Script())
+    registered(SmtpState("py-odd-int", callback, setup=setup), BuiltinState.TRANSACTION)
+    (result,) = smtpstate.deliver(
+        messages(1), "127.0.0.1", server.port, timeouts={"mail": 5}
+    )
+    if int.__and__(answer, ~smtpstate.WANT_READ) == 0:
+        assert result.outcome is Outcome.DELIVERED
+        assert len(server.messages) == 1
+    else:
+        assert result.outcome is Outcome.TRANSIENT
+        assert "callback returned" in result.recipients[0].text
+        assert server.messages == []

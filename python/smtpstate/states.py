@@ -864,8 +864,10 @@ def _py_state_callback(
         return 0
     if wanted is None:
         return int(lib.SMTP_WANT_READ)
-    if isinstance(wanted, int) and wanted and not wanted & ~_WANT_BITS:
-        return int(wanted)
+    if isinstance(wanted, int):
+        value = _index(wanted)  # as the setup's answer: the plain value
+        if value and not value & ~_WANT_BITS:
+            return value
     message = (
         f"state {registration.state.name!r} callback returned {wanted!r}; "
         "return None or SMTP_WANT_* flags"

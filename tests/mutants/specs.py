@@ -749,10 +749,9 @@ SPECS = [
         (
             Edit(
                 "python/smtpstate/states.py",
-                "    if isinstance(wanted, int) and wanted and "
-                "not wanted & ~_WANT_BITS:\n"
-                "        return int(wanted)",
-                "    if True:\n        return int(wanted)",
+                "    if isinstance(wanted, int):\n        value = _index(wanted)",
+                "    if True:\n        return int(wanted)\n"
+                "        value = _index(wanted)",
             ),
         ),
         build="full",
@@ -1317,6 +1316,29 @@ SPECS = [
             ),
         ),
         (ESCAPE_GOES_ON,),
+        build="full",
+    ),
+    Spec(
+        "py-callback-answer-converted",
+        "a callback's int answer is checked with its own & and converted "
+        "with int(), so an int subclass hands C bits other than those checked",
+        (
+            node(
+                "test_state_setup_entry.py",
+                "test_a_callback_answer_is_judged_by_its_value",
+            ),
+        ),
+        (
+            Edit(
+                "python/smtpstate/states.py",
+                "        value = _index(wanted)  # as the setup's answer: "
+                "the plain value\n"
+                "        if value and not value & ~_WANT_BITS:\n"
+                "            return value\n",
+                "        if wanted and not wanted & ~_WANT_BITS:\n"
+                "            return int(wanted)\n",
+            ),
+        ),
         build="full",
     ),
 ]
