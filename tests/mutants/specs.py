@@ -1306,13 +1306,11 @@ SPECS = [
         "an error escaping the setup entry after the setup jumped leaves the "
         "connection open, so the engine follows the jump and delivers",
         (
+            # Not the interrupt's test: without the fix, whether MAIL goes
+            # out before the run stops depends on when the socket is written.
             node(
                 "test_state_setup_entry.py",
                 "test_an_error_escaping_the_entry_after_a_jump_fails_the_message",
-            ),
-            node(
-                "test_state_setup_entry.py",
-                "test_an_interrupt_escaping_the_entry_after_a_jump_sends_nothing_more",
             ),
         ),
         (ESCAPE_GOES_ON,),
