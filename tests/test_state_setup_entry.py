@@ -206,7 +206,9 @@ class _MasksToNothing(int):
     __rand__ = __and__
 
 
-@pytest.mark.parametrize(
+# Answers of int subclasses, and whether the message they answer for is
+# delivered: one of value WANT_READ, one with bits past a C int.
+ODD_ANSWERS = pytest.mark.parametrize(
     ("answer", "delivered"),
     [
         (_WantsReadButConvertsOtherwise(smtpstate.WANT_READ), True),
@@ -214,6 +216,9 @@ class _MasksToNothing(int):
     ],
     ids=["int-converts-otherwise", "and-masks-to-nothing"],
 )
+
+
+@ODD_ANSWERS
 def test_a_setup_answer_is_judged_by_its_value(
     answer, delivered, scripted_server_factory, registered
 ):
@@ -233,14 +238,7 @@ def test_a_setup_answer_is_judged_by_its_value(
     assert_taken_or_refused(result, server, delivered, "setup of state py-odd-int")
 
 
-@pytest.mark.parametrize(
-    ("answer", "delivered"),
-    [
-        (_WantsReadButConvertsOtherwise(smtpstate.WANT_READ), True),
-        (_MasksToNothing((1 << 32) | smtpstate.WANT_READ), False),
-    ],
-    ids=["int-converts-otherwise", "and-masks-to-nothing"],
-)
+@ODD_ANSWERS
 def test_a_callback_answer_is_judged_by_its_value(
     answer, delivered, scripted_server_factory, registered, monkeypatch
 ):

@@ -56,37 +56,27 @@ int smtpstate_py_bind_setup(int state_id, void *registration)
 
 /* An exception escaped the entry (an interrupt between two of its lines,
  * or a bug in it).  The error handler keeps an interrupt, as cffi's
- * onerror would, and names the answer; anything else is reported as
- * unraisable.  Either way the answer fails the connection. */
-static long py_setup_escaped(void)
+ * onerror would, and answers None for anything else, which is then
+ * reported as unraisable; so is an error in the handler itself. */
+static void py_setup_escaped(void)
 {
-    PyObject *type, *value, *tb, *answer;
-    long rc = SMTP_ESTATE;
+    PyObject *type, *value, *tb, *kept;
 
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    answer = PyObject_CallFunctionObjArgs(py_setup_onerror, type,
-                                          value ? value : Py_None,
-                                          tb ? tb : Py_None, NULL);
-    if (answer != NULL && PyLong_Check(answer)) {
-        rc = PyLong_AsLong(answer);
-        Py_DECREF(answer);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        if (!PyErr_Occurred())
-            return rc;
-        rc = SMTP_ESTATE;
-    } else if (answer != NULL) {
-        Py_DECREF(answer);
+    kept = PyObject_CallFunctionObjArgs(py_setup_onerror, type,
+                                        value ? value : Py_None,
+                                        tb ? tb : Py_None, NULL);
+    if (kept == Py_None) {
         PyErr_Restore(type, value, tb);
-    } else {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+        type = value = tb = NULL;
     }
-    PyErr_WriteUnraisable(py_setup_entry);
-    return rc;
+    Py_XDECREF(kept);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable(py_setup_entry);
 }
 
 /*
@@ -127,8 +117,10 @@ static int smtpstate_py_setup(const smtp_state *self, delivery_construct *dc,
         }
     }
     escaped = PyErr_Occurred() != NULL;
-    if (escaped)
-        rc = py_setup_escaped();
+    if (escaped) {
+        py_setup_escaped();
+        rc = SMTP_ESTATE;
+    }
     PyGILState_Release(gil);
     /* The engine follows a jump the setup made before the exception
      * whatever the answer: only a failed connection sends nothing more,

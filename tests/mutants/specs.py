@@ -1274,9 +1274,8 @@ SPECS = [
         (
             Edit(
                 "python/smtpstate/_state_setup.c",
-                "    PyErr_WriteUnraisable(py_setup_entry);\n    return rc;\n",
-                "    PyErr_WriteUnraisable(py_setup_entry);\n"
-                "    return SMTP_STATE_SKIP;\n",
+                "        py_setup_escaped();\n        rc = SMTP_ESTATE;\n",
+                "        py_setup_escaped();\n        rc = SMTP_STATE_SKIP;\n",
             ),
             ESCAPE_GOES_ON,
         ),
